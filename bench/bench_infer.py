@@ -1,0 +1,86 @@
+"""Inference throughput on CPU: MTCNN detection + alignment (images/s) and embedding (aligned crops/s).
+
+    python bench/bench_infer.py [--threads 2] [--batch-size 32] [--archs tiny ir_50]
+
+Detection uses the real photos and weights of ../shared/data (skipped if absent); embedding uses random weights
+(speed does not depend on them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from dataset.align import align_face  # noqa: E402
+from tasks.embed import TorchBackend  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "data"
+
+
+def bench_detection(repeats: int) -> None:
+    weights = SHARED / "mtcnn" / "mtcnn_weights.npz"
+    photos = sorted((SHARED / "faces").glob("*.jp*g"))
+    if not weights.is_file() or not photos:
+        print(f"detection: skipped (no weights/photos under {SHARED})")
+        return
+    from models.mtcnn import MTCNN
+
+    detector = MTCNN(weights)
+    images = [cv2.imread(str(p)) for p in photos]
+    for img in images[:2]:  # warm-up
+        detector.detect(img)
+    per_image = {}
+    start = time.perf_counter()
+    for _ in range(repeats):
+        for path, img in zip(photos, images, strict=True):
+            t = time.perf_counter()
+            boxes, landmarks = detector.detect(img)
+            for pts in landmarks:
+                align_face(img, pts)
+            per_image[path.name] = (time.perf_counter() - t, img.shape, len(boxes))
+    total = time.perf_counter() - start
+    n = repeats * len(images)
+    print(f"detection+alignment: {n / total:.1f} images/s over {len(images)} photos x {repeats} "
+          f"(mean {1000 * total / n:.0f} ms/image)")
+    for name, (sec, shape, faces) in per_image.items():
+        print(f"  {name:12s} {shape[1]:5d}x{shape[0]:<5d} {faces:2d} faces  {1000 * sec:6.0f} ms")
+
+
+def bench_embedding(arch: str, batch_size: int, batches: int) -> None:
+    import models
+
+    backend = TorchBackend(models.build_backbone(arch))
+    batch = np.random.default_rng(0).integers(0, 255, (batch_size, 112, 112, 3), dtype=np.uint8)
+    backend.embed(batch[:2])  # warm-up
+    start = time.perf_counter()
+    for _ in range(batches):
+        backend.embed(batch)
+    total = time.perf_counter() - start
+    print(f"embedding {arch:8s}: {batches * batch_size / total:7.1f} images/s (batch {batch_size}, fp32)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--archs", nargs="+", default=["tiny", "ir_50"])
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    print(f"torch {torch.__version__}, {a.threads} threads")
+    bench_detection(a.repeats)
+    for arch in a.archs:
+        bench_embedding(arch, a.batch_size, batches=8 if arch == "tiny" else 2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Data layer: RecordIO, converters and torch datasets. Import submodules directly (kept light on purpose)."""

@@ -1,0 +1,533 @@
+"""Converters between image files, RecordIO packs and InsightFace verification `.bin` files.
+
+- `make_rec`: QGFace-compatible packing of a list of image paths (key i = position i).
+- `write_insightface_rec` / `pack_identity_folders`: InsightFace `train.rec`/`train.idx` (header0 + identity records).
+- `unpack_rec`: a `.rec` back into `<out>/<label>/<key>.<ext>` image folders.
+- `load_bin` / `write_bin`: verification `.bin` pickles, loaded through a restricted unpickler.
+
+Every writer works under temporary names and renames the `.rec` first and the `.idx` last, so an interrupted run
+never leaves a pair that looks complete. Command line: `python -m dataset.convert --help`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import itertools
+import os
+import pickle
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from dataset import recordio
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+_HEADER0_LABEL_SIZE = 2
+
+
+def default_workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def _ordered_parallel_map(func: Callable, items: Iterable, num_workers: int) -> Iterator:
+    """Yield func(item) in input order; threads suffice because OpenCV's codecs release the GIL.
+
+    Work is submitted in bounded windows so a multi-million item stream never sits in memory at once.
+    """
+    if num_workers <= 1:
+        yield from map(func, items)
+        return
+    window = 64 * num_workers
+    iterator = iter(items)
+    with ThreadPoolExecutor(num_workers) as pool:
+        while True:
+            chunk = list(itertools.islice(iterator, window))
+            if not chunk:
+                return
+            yield from pool.map(func, chunk)
+
+
+def _encode_image(img, quality: int = 95) -> bytes:
+    """Image argument of a writer -> encoded bytes (bytes are stored unchanged, arrays encoded as JPEG, BGR)."""
+    if isinstance(img, (bytes, bytearray, memoryview)):
+        return bytes(img)
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", np.asarray(img), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"OpenCV failed to encode an image of shape {np.shape(img)}")
+    return buf.tobytes()
+
+
+def _image_ext(payload: bytes) -> str:
+    if payload[:3] == b"\xff\xd8\xff":
+        return ".jpg"
+    if payload[:8] == b"\x89PNG\r\n\x1a\n":
+        return ".png"
+    if payload[:2] == b"BM":
+        return ".bmp"
+    return ".bin"
+
+
+class _AtomicRecPair:
+    """Write `<stem>.rec`/`<stem>.idx` under temporary names; publish them only on success.
+
+    Any stale pair under the final names is removed before writing starts, so a crash leaves no pair at all.
+    """
+
+    def __init__(self, out_dir, name: str):
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.rec_path = out_dir / f"{name}.rec"
+        self.idx_path = out_dir / f"{name}.idx"
+        tag = f".tmp-{os.getpid()}"
+        self._tmp_rec = out_dir / f"{name}.rec{tag}"
+        self._tmp_idx = out_dir / f"{name}.idx{tag}"
+        self.writer = None
+
+    def __enter__(self) -> recordio.MXIndexedRecordIO:
+        for path in (self.idx_path, self.rec_path):  # idx first: never an idx without its rec
+            path.unlink(missing_ok=True)
+        self.writer = recordio.MXIndexedRecordIO(self._tmp_idx, self._tmp_rec, "w")
+        return self.writer
+
+    def __exit__(self, exc_type, exc, tb):
+        self.writer.close()
+        if exc_type is not None:
+            self._tmp_rec.unlink(missing_ok=True)
+            self._tmp_idx.unlink(missing_ok=True)
+            return False
+        os.replace(self._tmp_rec, self.rec_path)  # .rec first, .idx last: the idx marks completion
+        os.replace(self._tmp_idx, self.idx_path)
+        return False
+
+
+def _progress(iterable, total: int | None, desc: str, enabled: bool = True):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="img", dynamic_ncols=True)
+
+
+# ---------------------------------------------------------------- QGFace make_rec
+
+
+def make_rec(
+    image_paths: Sequence,
+    data_root,
+    lab_func: Callable | None = None,
+    dataset_name: str = "dataset",
+    is_origin: bool = True,
+    num_workers: int | None = None,
+    quality: int = 95,
+    progress: bool = True,
+) -> tuple[Path, Path]:
+    """Pack images into `<data_root>/<dataset_name>.rec/.idx` with QGFace's meaning.
+
+    Record key i holds `image_paths[i]` with label `lab_func(path)` (or i) and IRHeader id i. `is_origin=True`
+    stores the file's bytes verbatim; `False` decodes and re-encodes as JPEG with correct colours (unlike QGFace,
+    which stored R/B-swapped JPEGs; read such old files with `swap_rb=True`). Relative paths are read relative to
+    `data_root` when they exist there, else relative to the working directory. Returns (rec_path, idx_path).
+    """
+    data_root = Path(data_root)
+    paths = list(image_paths)
+    workers = default_workers() if num_workers is None else num_workers
+
+    def resolve(path) -> Path:
+        p = Path(path)
+        if not p.is_absolute() and (data_root / p).exists():
+            return data_root / p
+        return p
+
+    def load(path) -> bytes:
+        file = resolve(path)
+        try:
+            data = file.read_bytes()
+        except OSError as e:
+            raise OSError(f"make_rec: cannot read image {file}: {e}") from e
+        if is_origin:
+            return data
+        import cv2
+
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if img is None:
+            raise ValueError(f"make_rec: cannot decode image {file}")
+        return _encode_image(img, quality)
+
+    with _AtomicRecPair(data_root, dataset_name) as writer:
+        encoded = _ordered_parallel_map(load, paths, workers)
+        for i, (path, payload) in enumerate(_progress(zip(paths, encoded), len(paths), dataset_name, progress)):
+            label = lab_func(path) if lab_func is not None else i
+            writer.write_idx(i, recordio.pack(recordio.IRHeader(0, label, i, 0), payload))
+    return Path(data_root) / f"{dataset_name}.rec", Path(data_root) / f"{dataset_name}.idx"
+
+
+# ---------------------------------------------------------------- InsightFace train.rec
+
+
+def write_insightface_rec(
+    out_dir,
+    items: Iterable,
+    name: str = "train",
+    num_workers: int | None = None,
+    quality: int = 95,
+    total: int | None = None,
+    progress: bool = False,
+) -> dict:
+    """Write an InsightFace training pack `<out_dir>/<name>.rec/.idx` from `(image, label)` pairs.
+
+    `image` is a BGR uint8 array (encoded as JPEG at `quality`) or already-encoded bytes (stored verbatim).
+    Items must be grouped by label (all images of one identity consecutive, each label one group). Layout:
+    key 0 = header0 (label [N+1, N+1+C], empty payload), keys 1..N images (scalar label), keys N+1..N+C one
+    record per identity group with label [first_key, end_key). Returns {'num_images': N, 'num_classes': C,
+    'labels': list of group labels in order}.
+    """
+    workers = default_workers() if num_workers is None else num_workers
+    groups: list[tuple[int, int, int]] = []  # (label, first_key, end_key)
+    seen: set[int] = set()
+    items = iter(items)
+
+    def encode(item):
+        img, label = item
+        return _encode_image(img, quality), int(label)
+
+    with _AtomicRecPair(out_dir, name) as writer:
+        # header0 goes first with placeholder values; it has a fixed size, so it is patched in place at the end.
+        placeholder = recordio.pack(recordio.IRHeader(0, [0.0, 0.0], 0, 0), b"")
+        writer.write_idx(0, placeholder)
+        key = 0
+        for payload, label in _progress(_ordered_parallel_map(encode, items, workers), total, name, progress):
+            key += 1
+            if not groups or groups[-1][0] != label:
+                if label in seen:
+                    raise ValueError(f"write_insightface_rec: label {label} appears again at image {key}; "
+                                     "items must be grouped by label")
+                seen.add(label)
+                groups.append((label, key, key))
+            groups[-1] = (label, groups[-1][1], key + 1)
+            writer.write_idx(key, recordio.pack(recordio.IRHeader(0, float(label), key, 0), payload))
+        num_images = key
+        for j, (_label, first, end) in enumerate(groups):
+            ident_key = num_images + 1 + j
+            writer.write_idx(ident_key, recordio.pack(recordio.IRHeader(0, [float(first), float(end)], 0, 0), b""))
+        writer.close()  # flush before patching header0 in the temporary file (close is idempotent)
+        header0 = recordio.pack(
+            recordio.IRHeader(0, [float(num_images + 1), float(num_images + 1 + len(groups))], 0, 0), b""
+        )
+        framed, old = recordio.frame_record(header0), recordio.frame_record(placeholder)
+        if len(framed) != len(old):  # cannot happen for positive float labels; guard the in-place patch anyway
+            raise RuntimeError("header0 changed size; cannot patch in place")
+        with open(writer.uri, "r+b") as f:
+            f.write(framed)
+    return {"num_images": num_images, "num_classes": len(groups), "labels": [g[0] for g in groups]}
+
+
+def list_identity_folders(root) -> list[tuple[str, list[Path]]]:
+    """Sorted `(identity, sorted image paths)` for `root/<identity>/<image>`; identities without images dropped."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a directory")
+    out = []
+    for ident in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = sorted(p for p in ident.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+        if files:
+            out.append((ident.name, files))
+    return out
+
+
+def pack_identity_folders(root, out_dir, name: str = "train", num_workers: int | None = None,
+                          progress: bool = True) -> dict:
+    """Pack `root/<identity>/<image>` into an InsightFace `<out_dir>/<name>.rec/.idx`; file bytes stored as is.
+
+    Labels are the positions of the identity folders in sorted order. Also writes `<name>_identities.txt`
+    (label<TAB>folder name). Returns the stats of `write_insightface_rec`.
+    """
+    folders = list_identity_folders(root)
+    if not folders:
+        raise ValueError(f"{root}: no identity folders with images ({', '.join(IMAGE_EXTS)})")
+    total = sum(len(files) for _, files in folders)
+    items = ((path.read_bytes(), label) for label, (_, files) in enumerate(folders) for path in files)
+    stats = write_insightface_rec(out_dir, items, name=name, num_workers=num_workers, total=total, progress=progress)
+    names_path = Path(out_dir) / f"{name}_identities.txt"
+    names_path.write_text("".join(f"{label}\t{ident}\n" for label, (ident, _) in enumerate(folders)))
+    return stats
+
+
+# ---------------------------------------------------------------- reading packs
+
+
+def label_to_int(label) -> int:
+    """Scalar label or array label ([class_id, aligned_flag]) -> class id."""
+    if isinstance(label, np.ndarray):
+        if label.size == 0:
+            raise ValueError("empty label array")
+        return int(label.reshape(-1)[0])
+    return int(label)
+
+
+def image_keys(record: recordio.MXIndexedRecordIO) -> list:
+    """Keys of the image records: `range(1, header0.label[0])` when key 0 is an InsightFace header0
+    (flag > 0 and empty payload), else every key of the index in file order."""
+    if 0 in record.idx:
+        header, payload = recordio.unpack(record.read_idx(0))
+        if header.flag > 0 and len(payload) == 0:
+            end = int(header.label[0])
+            keys = [k for k in record.keys if isinstance(k, int) and 1 <= k < end]
+            if len(keys) != end - 1:
+                raise recordio.RecordIOError(
+                    f"{record.uri}: header0 announces images at keys 1..{end - 1} but the index "
+                    f"{record.idx_path} holds {len(keys)} of them"
+                )
+            return keys
+    return list(record.keys)
+
+
+def open_rec(rec_path, idx_path=None) -> recordio.MXIndexedRecordIO:
+    """Open `<x>.rec` for random access with its `<x>.idx` (or the given index)."""
+    rec_path = Path(rec_path)
+    idx_path = Path(idx_path) if idx_path is not None else rec_path.with_suffix(".idx")
+    return recordio.MXIndexedRecordIO(idx_path, rec_path, "r")
+
+
+def unpack_rec(rec_path, out_dir, swap_rb: bool = False, limit: int | None = None, progress: bool = True) -> int:
+    """Write every image record of `rec_path` to `<out_dir>/<label>/<key>.<ext>`; returns the image count.
+
+    Bytes are copied verbatim unless `swap_rb` (for QGFace `is_origin=False` files), which decodes, swaps R/B
+    and re-encodes."""
+    out_dir = Path(out_dir)
+    with open_rec(rec_path) as record:
+        keys = image_keys(record)[:limit] if limit is not None else image_keys(record)
+        for key in _progress(keys, len(keys), "unpack", progress):
+            header, payload = recordio.unpack(record.read_idx(key))
+            ext = _image_ext(payload)
+            if swap_rb:
+                import cv2
+
+                img = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
+                if img is None:
+                    raise ValueError(f"{rec_path}: cannot decode image at key {key}")
+                payload, ext = _encode_image(img[..., ::-1]), ".jpg"
+            folder = out_dir / str(label_to_int(header.label))
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{key}{ext}").write_bytes(payload)
+    return len(keys)
+
+
+# ---------------------------------------------------------------- verification .bin
+
+
+class UnsafeBinError(ValueError):
+    """A `.bin` pickle asked for something other than the plain types these files contain."""
+
+
+def _numpy_dtype(name, align=False, copy=False):
+    name = name.decode("latin1") if isinstance(name, bytes) else name
+    if np.dtype(name) != np.bool_:
+        raise UnsafeBinError(f"refused numpy dtype {name!r}: only bool is expected in a .bin file")
+    return np.dtype(name)
+
+
+def _numpy_scalar(dtype, data=None):
+    if not isinstance(dtype, np.dtype) or dtype != np.bool_:
+        raise UnsafeBinError(f"refused numpy scalar of dtype {dtype!r}: only bool is expected in a .bin file")
+    if isinstance(data, str):
+        data = data.encode("latin1")
+    if not isinstance(data, bytes) or len(data) != 1:
+        raise UnsafeBinError("malformed numpy bool scalar in .bin file")
+    return np.bool_(data != b"\x00")
+
+
+def _codecs_encode(text, encoding="utf-8"):
+    # Python 3 pickles of bytes at protocol < 3 go through _codecs.encode(str, 'latin1').
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise UnsafeBinError("refused _codecs.encode call in .bin file")
+    return text.encode("latin1")
+
+
+_ALLOWED_GLOBALS = {
+    ("_codecs", "encode"): _codecs_encode,
+    ("numpy", "dtype"): _numpy_dtype,
+    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+    ("builtins", "bytes"): bytes,
+    ("builtins", "bool"): bool,
+    ("__builtin__", "bool"): bool,
+}
+
+
+class _BinUnpickler(pickle.Unpickler):
+    """Admits only the callables above (each a guarded stand-in); anything else is refused before it runs."""
+
+    def __init__(self, file, path: str):
+        super().__init__(file, encoding="bytes")  # Python 2 str -> bytes, as the image blobs need
+        self._path = path
+
+    def find_class(self, module, name):
+        try:
+            return _ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise UnsafeBinError(
+                f"{self._path}: refused to load: the pickle references {module}.{name}, which a verification "
+                ".bin file never contains (only tuple/list/bytes/bool are allowed)"
+            ) from None
+
+    def persistent_load(self, pid):
+        raise UnsafeBinError(f"{self._path}: refused to load: persistent ids are not allowed")
+
+
+def load_bin(path) -> tuple[list[bytes], list[bool]]:
+    """Load an InsightFace verification `.bin` -> (bins: 2N encoded images, issame: N bools), safely."""
+    path = str(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        obj = _BinUnpickler(io.BytesIO(data), path).load()
+    except UnsafeBinError as e:
+        raise UnsafeBinError(str(e) if str(e).startswith(path) else f"{path}: {e}") from None
+    except Exception as e:  # truncated / not a pickle
+        raise ValueError(f"{path}: not a readable .bin pickle: {type(e).__name__}: {e}") from None
+    if not isinstance(obj, (tuple, list)) or len(obj) != 2:
+        raise ValueError(f"{path}: expected a pickled (bins, issame_list) pair, got {type(obj).__name__}")
+    bins, issame = obj
+    if not isinstance(bins, (list, tuple)) or not all(isinstance(b, (bytes, bytearray)) for b in bins):
+        raise ValueError(f"{path}: bins must be a list of encoded image byte strings")
+    if not isinstance(issame, (list, tuple)) or not all(isinstance(s, (bool, np.bool_)) for s in issame):
+        raise ValueError(f"{path}: issame_list must be a list of booleans")
+    if len(bins) != 2 * len(issame):
+        raise ValueError(f"{path}: {len(bins)} images for {len(issame)} pairs (expected 2 per pair)")
+    return [bytes(b) for b in bins], [bool(s) for s in issame]
+
+
+def write_bin(path, bins: Sequence, issame: Sequence) -> Path:
+    """Write a verification `.bin` (images may be BGR arrays or encoded bytes); atomic via rename."""
+    blobs = [_encode_image(b) for b in bins]
+    flags = [bool(s) for s in issame]
+    if len(blobs) != 2 * len(flags):
+        raise ValueError(f"write_bin: {len(blobs)} images for {len(flags)} pairs (expected 2 per pair)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            pickle.dump((blobs, flags), f, protocol=4)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+# ---------------------------------------------------------------- command line
+
+
+def _rec_info(rec_path) -> str:
+    with open_rec(rec_path) as record:
+        keys = image_keys(record)
+        lines = [f"{rec_path}: {len(record.keys)} records, {len(keys)} images"]
+        if keys and keys[0] != record.keys[0]:
+            header, _ = recordio.unpack(record.read_idx(0))
+            lines.append(f"header0 label: {header.label.tolist()} -> {int(header.label[1] - header.label[0])} "
+                         "identity records")
+        if keys:
+            header, img = recordio.unpack_img(record.read_idx(keys[0]))
+            shape = None if img is None else img.shape
+            lines.append(f"first image: key {keys[0]} label {label_to_int(header.label)} shape {shape}")
+    return "\n".join(lines)
+
+
+def _bin_info(bin_path) -> str:
+    import cv2
+
+    bins, issame = load_bin(bin_path)
+    img = cv2.imdecode(np.frombuffer(bins[0], np.uint8), cv2.IMREAD_COLOR) if bins else None
+    shape = None if img is None else img.shape
+    return f"{bin_path}: {len(issame)} pairs ({sum(issame)} same, {len(issame) - sum(issame)} different), " \
+           f"{len(bins)} images, first image shape {shape}"
+
+
+def _read_list(list_file) -> list[str]:
+    with open(list_file) as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m dataset.convert",
+        description="Pack, unpack and inspect RecordIO (.rec/.idx) and verification .bin files.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("make-rec", help="QGFace make_rec: pack a list of images (key i = line i)")
+    p.add_argument("list_file", help="text file with one image path per line (relative paths: see --data-root)")
+    p.add_argument("--data-root", required=True, help="output folder; relative image paths are looked up here first")
+    p.add_argument("--name", default="dataset", help="output stem: <data-root>/<name>.rec/.idx")
+    p.add_argument("--label", choices=["index", "parent"], default="index",
+                   help="label = position in the list (QGFace default) or the parent folder's index (sorted)")
+    p.add_argument("--reencode", action="store_true", help="re-encode as JPEG instead of storing the file bytes")
+    p.add_argument("--workers", type=int, default=default_workers())
+
+    p = sub.add_parser("pack-folders", help="pack root/<identity>/<image> into an InsightFace train.rec/.idx")
+    p.add_argument("root")
+    p.add_argument("out_dir")
+    p.add_argument("--name", default="train")
+    p.add_argument("--workers", type=int, default=default_workers())
+
+    p = sub.add_parser("unpack", help="write the images of a .rec into <out_dir>/<label>/<key>.<ext>")
+    p.add_argument("rec")
+    p.add_argument("out_dir")
+    p.add_argument("--swap-rb", action="store_true", help="fix R/B of files made by QGFace with is_origin=False")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images")
+
+    p = sub.add_parser("rec-info", help="summarise a .rec/.idx pair")
+    p.add_argument("rec")
+
+    p = sub.add_parser("bin-info", help="summarise a verification .bin (loaded safely)")
+    p.add_argument("bin")
+
+    p = sub.add_parser("bin-unpack", help="write the images of a verification .bin into a folder + pairs.txt")
+    p.add_argument("bin")
+    p.add_argument("out_dir")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "make-rec":
+        paths = _read_list(args.list_file)
+        lab_func = None
+        if args.label == "parent":
+            parents = {p: i for i, p in enumerate(sorted({str(Path(x).parent) for x in paths}))}
+            lab_func = lambda path: parents[str(Path(path).parent)]  # noqa: E731
+        rec, idx = make_rec(paths, args.data_root, lab_func=lab_func, dataset_name=args.name,
+                            is_origin=not args.reencode, num_workers=args.workers)
+        print(f"wrote {rec} and {idx} ({len(paths)} images)")
+    elif args.command == "pack-folders":
+        stats = pack_identity_folders(args.root, args.out_dir, name=args.name, num_workers=args.workers)
+        print(f"wrote {Path(args.out_dir) / args.name}.rec/.idx: {stats['num_images']} images, "
+              f"{stats['num_classes']} identities")
+    elif args.command == "unpack":
+        n = unpack_rec(args.rec, args.out_dir, swap_rb=args.swap_rb, limit=args.limit)
+        print(f"wrote {n} images under {args.out_dir}")
+    elif args.command == "rec-info":
+        print(_rec_info(args.rec))
+    elif args.command == "bin-info":
+        print(_bin_info(args.bin))
+    elif args.command == "bin-unpack":
+        bins, issame = load_bin(args.bin)
+        out = Path(args.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for i, blob in enumerate(bins):
+            (out / f"{i:06d}{_image_ext(blob)}").write_bytes(blob)
+        (out / "pairs.txt").write_text("".join(f"{2 * k:06d} {2 * k + 1:06d} {int(s)}\n" for k, s in enumerate(issame)))
+        print(f"wrote {len(bins)} images and pairs.txt under {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

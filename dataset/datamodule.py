@@ -1,0 +1,160 @@
+"""LightningDataModule: the training `.rec` (one or two views) and one loader per validation set.
+
+`resolve_training_data(cfg)` runs before the model is built (the head needs the class count): it builds/reuses the
+synthetic benchmark when the data config asks for it, checks the dataset facts against the `.rec`, and explains what
+is expected where when a real dataset is missing.
+"""
+
+import logging
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from torch.utils.data import DataLoader, Dataset
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingData:
+    rec: Path
+    num_classes: int
+    num_images: int
+    dataset: Dataset  # the TrainRecordDataset that was scanned (labels read once; reused by the DataModule)
+
+
+def synthetic_root(cache_dir: str, preset: str, seed: int) -> Path:
+    """Build (or reuse) a synthetic benchmark preset; returns its cache folder (train/, val/, raw/)."""
+    from dataset import synthetic
+
+    return Path(synthetic.build(Path(cache_dir), preset, seed))
+
+
+def _missing_dataset_error(data_cfg, rec: Path) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"training data {data_cfg.name!r}: expected {rec} and {rec.with_suffix('.idx')} "
+        f"(InsightFace RecordIO layout, {data_cfg.num_classes} identities). Set FACE_DATA_ROOT (or paths.data_root, "
+        f"or data.root) to the folder holding it, or pack aligned 112x112 faces laid out as "
+        f"<folder>/<identity>/<image> with `python -m dataset.convert pack-folders <folder> {rec.parent}` "
+        f"(see the README).")
+
+
+def resolve_training_data(cfg) -> TrainingData:
+    """Locate the training `.rec`, building the synthetic benchmark if configured, and check the dataset facts."""
+    from dataset.readers import TrainRecordDataset
+
+    data = cfg.data
+    if data.synthetic is not None:
+        root = synthetic_root(cfg.paths.cache_dir, data.synthetic.preset, data.synthetic.seed)
+        rec = root / "train" / "train.rec"
+    else:
+        if data.rec is None:
+            raise ValueError(f"data={data.name}: set data.rec (path of train.rec) or data.synthetic")
+        rec = Path(data.rec)
+    if not rec.is_file() or not rec.with_suffix(".idx").is_file():
+        raise _missing_dataset_error(data, rec)
+    dataset = TrainRecordDataset(str(rec), swap_rb=data.swap_rb)
+    for key, found in (("num_classes", dataset.num_classes), ("num_images", len(dataset))):
+        expected = data[key]
+        if expected is not None and int(expected) != int(found):
+            raise ValueError(f"data={data.name}: data.{key}={expected} but {rec} holds {found}; wrong file, or fix "
+                             f"the fact in conf/data/{data.name}.yaml")
+    log.info("training data %s: %s (%d identities, %d images)", data.name, rec, dataset.num_classes, len(dataset))
+    return TrainingData(rec=rec, num_classes=int(dataset.num_classes), num_images=len(dataset), dataset=dataset)
+
+
+def resolve_validation_root(cfg) -> Path:
+    """The folder holding the validation sets: validation.root, or the synthetic build's val/."""
+    val = cfg.validation
+    if val.root is not None:
+        return Path(val.root)
+    return synthetic_root(cfg.paths.cache_dir, val.preset, val.seed) / "val"
+
+
+def build_suite(cfg, root: Path | None = None):
+    """ValidationSuite for the configured sets (None when no set is enabled)."""
+    val = cfg.validation
+    if not val.sets:
+        return None
+    from validation.suite import ValidationSuite
+
+    root = resolve_validation_root(cfg) if root is None else root
+    return ValidationSuite(list(val.sets), str(root), fusion=val.fusion, ijb_feature=val.ijb_feature,
+                           **dict(val.kwargs))
+
+
+def build_transform(node, flip: bool):
+    """Instantiate an optional `_target_` transform node and append the random flip."""
+    from dataset.augment import Compose, RandomHorizontalFlip
+
+    transform = instantiate(node) if node is not None else None
+    return Compose([transform, RandomHorizontalFlip() if flip else None])
+
+
+def _global_rank() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank()  # state copied into forked workers, no communication needed
+    return int(os.environ.get("RANK", 0))
+
+
+def seed_worker(worker_id: int) -> None:
+    """Distinct augmentation streams per worker *and* per rank; OpenCV single-threaded inside workers."""
+    cv2.setNumThreads(0)
+    rank = _global_rank()
+    seed = (torch.initial_seed() + 1_000_003 * rank) % 2**32
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class FaceDataModule(pl.LightningDataModule):
+    def __init__(self, cfg, training: TrainingData | None = None, suite=None):
+        super().__init__()
+        self.cfg = cfg
+        self.training = training
+        self.suite = suite
+        self.train_set: Dataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and self.train_set is None and self.training is not None:
+            self.train_set = self._build_train_set()
+
+    def _build_train_set(self) -> Dataset:
+        from dataset.readers import TwoViewDataset
+
+        aug, base = self.cfg.augmentation, self.training.dataset
+        if aug.views == 1:
+            base.transform, base.return_numpy = build_transform(aug.single, aug.flip), False
+            return base
+        if aug.views == 2:
+            base.transform, base.return_numpy = None, True
+            return TwoViewDataset(base, build_transform(aug.view_l, aug.flip), build_transform(aug.view_h, aug.flip))
+        raise ValueError(f"augmentation.views must be 1 or 2, got {aug.views}")
+
+    def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
+        data = self.cfg.data
+        workers = int(data.num_workers)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=train,
+            drop_last=train and data.drop_last,
+            num_workers=workers,
+            pin_memory=data.pin_memory,
+            persistent_workers=data.persistent_workers and workers > 0,  # True with 0 workers raises
+            worker_init_fn=seed_worker,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.cfg.data.batch_size, train=True)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        if self.suite is None:
+            return []
+        return [self._loader(ds, self.cfg.data.val_batch_size, train=False) for ds in self.suite.datasets()]

@@ -1,0 +1,2 @@
+def load_pretrained(model, path):
+    raise NotImplementedError

@@ -1,0 +1,236 @@
+"""LightningModule: backbone `model` + margin `head` + training `objective`, and validation as regular epochs.
+
+The attribute names `model` and `head` match AdaFace's own LightningModule, so our checkpoints load in its code
+(and `models.load_pretrained` keeps `model.*` keys). The module takes a plain dict config (never an OmegaConf
+object): Lightning 2.6 loads checkpoints with `weights_only=True`, so hyper-parameters must be plain containers.
+
+Validation (evaluation.md section 5): each validation set returns `(image, index)`; every rank embeds its shard
+with and without horizontal flip, the `(index, emb, norm, emb_flip, norm_flip)` tensors are all-gathered once per
+epoch (padded to the same size first: all_gather needs equal shapes), duplicates from the padding sampler are
+dropped by index, and every rank computes the same metrics (deterministic), which are logged unsynchronised.
+"""
+
+import bisect
+import logging
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_info
+from torch import nn
+
+from models import build_backbone, preprocess
+
+log = logging.getLogger(__name__)
+
+
+def split_weight_decay(modules: dict[str, nn.Module]) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """AdaFace's groups: BatchNorm parameters get no weight decay; every other trainable parameter does
+    (which includes `head.kernel`)."""
+    decay, no_decay, seen = [], [], set()
+    for module in modules.values():
+        for sub in module.modules():
+            is_bn = isinstance(sub, nn.modules.batchnorm._BatchNorm)
+            for p in sub.parameters(recurse=False):
+                if p.requires_grad and id(p) not in seen:
+                    seen.add(id(p))
+                    (no_decay if is_bn else decay).append(p)
+    return decay, no_decay
+
+
+def lr_factor(step: int, steps_per_epoch: int, milestones: list[int], gamma: float, warmup_steps: int,
+              warmup_start: float) -> float:
+    """MultiStepLR by epoch (lr *= gamma at each milestone epoch) times an optional linear warm-up by step."""
+    epoch = step // max(steps_per_epoch, 1)
+    factor = gamma ** bisect.bisect_right(sorted(milestones), epoch)
+    if warmup_steps > 0 and step < warmup_steps:
+        factor *= warmup_start + (1.0 - warmup_start) * step / warmup_steps
+    return factor
+
+
+class FaceRecognitionModule(pl.LightningModule):
+    def __init__(self, cfg: dict, num_classes: int | None = None):
+        """cfg: the resolved config as a plain dict; num_classes None = evaluation only (no head, no objective)."""
+        super().__init__()
+        self.save_hyperparameters()  # plain dict + int: safe for weights_only checkpoint loading
+        self.cfg = cfg
+        self.model = build_backbone(cfg["backbone"]["name"], **cfg["backbone"].get("kwargs", {}))
+        self.head = None
+        self.objective = None
+        self.key_encoder = None
+        if num_classes is not None:
+            from losses import build_head
+            from losses.objective import build_objective
+
+            emb_size = self.model.meta.get("embedding_size", 512)
+            head_cfg = cfg["head"]
+            self.head = build_head(head_cfg["name"], embedding_size=emb_size, num_classes=num_classes,
+                                   **head_cfg.get("kwargs", {}))
+            obj_cfg = dict(cfg["objective"])
+            self.objective = build_objective(obj_cfg.pop("name"), **obj_cfg)
+            if getattr(self.objective, "needs_momentum_keys", False):
+                from losses.queue import MomentumEncoder
+
+                self.key_encoder = MomentumEncoder(self.model)  # MoCo-style queue ablation
+        self.num_views = int(cfg.get("augmentation", {}).get("views", 1))
+        self.channels_last = bool(cfg.get("channels_last", False))
+        self.suite = None  # ValidationSuite (attach_suite); holds no tensors, so it is not part of the checkpoint
+        self.val_sizes: list[int] = []
+        self.last_val_metrics: dict[str, float] = {}
+        self.last_val_embeddings: dict[str, dict[str, np.ndarray]] = {}
+        self.keep_val_embeddings = False
+        self._val_outputs: dict[int, list[tuple[torch.Tensor, ...]]] = {}
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    def attach_suite(self, suite) -> None:
+        self.suite = suite
+        self.val_sizes = [] if suite is None else [len(d) for d in suite.datasets()]
+
+    # --- forward ---------------------------------------------------------------------------------------------------
+    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
+        x = preprocess(images, self.model.meta)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def forward(self, images_uint8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 BGR [B,3,H,W] -> (unit embedding [B,D], norm [B,1])."""
+        return self.model(self._prepare(images_uint8))
+
+    def setup(self, stage: str) -> None:
+        if self.cfg.get("compile", False):
+            self.model.compile()  # in place: state_dict keys stay `model.*`
+
+    def on_fit_start(self) -> None:
+        # augmentations in the main process (num_workers=0) must differ between ranks
+        seed = int(self.cfg.get("seed", 0)) + 1_000_003 * self.global_rank
+        np.random.seed(seed % 2**32)
+        import random
+
+        random.seed(seed)
+
+    # --- training --------------------------------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        *views, labels = batch
+        if len(views) != self.num_views:
+            raise ValueError(f"batch holds {len(views)} views but augmentation.views={self.num_views}")
+        images = torch.cat(views) if len(views) > 1 else views[0]
+        x = self._prepare(images)
+        embeddings, norms = self.model(x)
+        key_embeddings = None
+        if self.key_encoder is not None:
+            self.key_encoder.update(self.model)
+            key_embeddings = self.key_encoder(x)[0]
+        loss, logs = self.objective(self.head, embeddings, norms, labels, self.num_views,
+                                    key_embeddings=key_embeddings)
+        batch_size = labels.shape[0]
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size)
+        self.log("train/norm_mean", norms.detach().float().mean(), batch_size=batch_size)
+        for name, value in logs.items():
+            self.log(f"train/{name}" if "/" not in name else name, value, batch_size=batch_size)
+        return loss
+
+    def configure_optimizers(self):
+        opt = self.cfg["optim"]
+        if opt.get("name", "sgd") != "sgd":
+            raise ValueError(f"optim.name={opt['name']!r}: only 'sgd' is implemented")
+        modules = {"model": self.model, "head": self.head, "objective": self.objective}
+        decay, no_decay = split_weight_decay({k: m for k, m in modules.items() if m is not None})
+        optimizer = torch.optim.SGD(
+            [{"params": decay, "weight_decay": opt["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=opt["lr"], momentum=opt["momentum"], nesterov=opt.get("nesterov", False))
+        steps_per_epoch = self._steps_per_epoch()
+        warmup_steps = int(round(float(opt.get("warmup_epochs", 0.0)) * steps_per_epoch))
+        milestones, gamma = list(opt["milestones"]), float(opt["gamma"])
+        start = float(opt.get("warmup_start_factor", 0.01))
+
+        def schedule(step: int) -> float:
+            return lr_factor(step, steps_per_epoch, milestones, gamma, warmup_steps, start)
+
+        # stepped per optimizer step; the epoch is derived from the step so resume restores it from `last_epoch`
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _steps_per_epoch(self) -> int:
+        trainer = self.trainer
+        total = trainer.estimated_stepping_batches
+        if trainer.max_epochs and trainer.max_epochs > 0 and total != float("inf"):
+            # estimated_stepping_batches = min(max_steps, epochs * per_epoch): recompute per epoch from the loader
+            per_epoch = trainer.num_training_batches
+            if per_epoch != float("inf") and per_epoch > 0:
+                return max(1, int(per_epoch) // max(1, trainer.accumulate_grad_batches))
+            return max(1, int(total) // trainer.max_epochs)
+        return max(1, int(trainer.num_training_batches))
+
+    # --- validation ------------------------------------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._val_outputs = {}
+
+    def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        images, index = batch
+        emb, norm = self(images)
+        emb_flip, norm_flip = self(images.flip(3))
+        out = (index.long(), emb.float(), norm.float(), emb_flip.float(), norm_flip.float())
+        self._val_outputs.setdefault(dataloader_idx, []).append(tuple(t.detach().cpu() for t in out))
+
+    def on_validation_epoch_end(self) -> None:
+        if self.suite is None:
+            return
+        metrics: dict[str, float] = {}
+        for set_idx in range(len(self.suite.names)):
+            index, emb, norm, emb_flip, norm_flip = self._gather_set(set_idx)
+            if self.keep_val_embeddings:
+                self.last_val_embeddings[self.suite.names[set_idx]] = {
+                    "index": index, "emb": emb, "norm": norm, "emb_flip": emb_flip, "norm_flip": norm_flip}
+            metrics.update(self.suite.compute(set_idx, emb, norm, emb_flip, norm_flip))
+        metrics.update(self._aggregate(metrics))
+        for name, value in metrics.items():
+            # identical on every rank: no sync needed, and logging on every rank lets callbacks monitor it
+            self.log(name, float(value), add_dataloader_idx=False, sync_dist=False)
+        self.last_val_metrics = {k: float(v) for k, v in metrics.items()}
+        rank_zero_info(f"\nvalidation epoch {self.current_epoch} (step {self.global_step}):\n"
+                       f"{self.suite.summary(metrics)}")
+        self._val_outputs = {}
+
+    def _aggregate(self, metrics: dict[str, float]) -> dict[str, float]:
+        all_avg = getattr(self.suite, "all_avg", None)
+        if all_avg is None or "val/all_avg" in metrics:
+            return {}
+        value = all_avg(metrics)
+        return {} if value is None else {"val/all_avg": float(value)}
+
+    def _gather_set(self, set_idx: int) -> tuple[np.ndarray, ...]:
+        """All ranks' (index, emb, norm, emb_flip, norm_flip) for one set: deduplicated, sorted by index, numpy."""
+        parts = self._val_outputs.get(set_idx, [])
+        if parts:
+            local = [torch.cat(col) for col in zip(*parts)]
+        else:  # a rank without samples still takes part in the collectives
+            dim = self.model.meta.get("embedding_size", 512)
+            local = [torch.zeros(0, dtype=torch.long), torch.zeros(0, dim), torch.zeros(0, 1), torch.zeros(0, dim),
+                     torch.zeros(0, 1)]
+        if self.trainer.world_size > 1:
+            local = self._all_gather_padded(local)
+        index = local[0].numpy()
+        keep = index >= 0
+        index = index[keep]
+        order = np.unique(index, return_index=True)[1]  # sorted unique indices, first occurrence of each
+        cols = [c.numpy()[keep][order] for c in local[1:]]
+        index = index[order]
+        expected = self.val_sizes[set_idx]
+        if len(index) != expected or (expected and index[-1] != expected - 1):
+            raise RuntimeError(f"validation set {self.suite.names[set_idx]!r}: embedded {len(index)} of {expected} "
+                               "samples (limit_val_batches < 1.0?); its metrics would be wrong")
+        return (index, *cols)
+
+    def _all_gather_padded(self, local: list[torch.Tensor]) -> list[torch.Tensor]:
+        """all_gather tensors whose row count may differ per rank: pad to the max with index -1, gather, flatten."""
+        n = torch.tensor([local[0].shape[0]], device=self.device)
+        n_max = int(self.all_gather(n).max())
+        out = []
+        for i, t in enumerate(local):
+            pad = torch.full((n_max - t.shape[0], *t.shape[1:]), -1 if i == 0 else 0, dtype=t.dtype)
+            padded = torch.cat([t, pad]).to(self.device)  # under NCCL the gathered tensors must be on the GPU
+            gathered = self.all_gather(padded)  # [world, n_max, ...]
+            out.append(gathered.reshape(-1, *t.shape[1:]).cpu())
+        return out

@@ -1,0 +1,183 @@
+"""Typed schemas for the config groups, so a typo'd key or a wrong-typed value fails at compose time, readably.
+
+Hydra rejects unknown keys of a plain YAML tree already; only dataclass schemas (ConfigStore) also check types.
+Each schema is stored as `<group>/<group>_schema` and listed first in that group's YAML defaults. Top-level scalars
+are checked by `validate_config` (a top-level schema would reject the new groups other features add).
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+TASKS = ("train", "evaluate", "export", "embed", "compare")
+
+
+@dataclass
+class TrainerConf:
+    accelerator: str = "cpu"
+    devices: Any = 1  # int, "auto" or a list of ids
+    num_nodes: int = 1
+    strategy: Any = "auto"
+    precision: str = "32"  # 32 | bf16-mixed | 16-mixed (GPU only)
+    max_epochs: int = 10
+    max_steps: int = -1
+    limit_train_batches: Any = None
+    limit_val_batches: Any = None
+    gradient_clip_val: float | None = None
+    gradient_clip_algorithm: str = "norm"
+    accumulate_grad_batches: int = 1
+    log_every_n_steps: int = 50
+    check_val_every_n_epoch: int = 1
+    num_sanity_val_steps: int = 0  # partial validation sets would give meaningless metrics
+    deterministic: Any = False
+    benchmark: bool | None = None
+    sync_batchnorm: bool = False
+    enable_progress_bar: bool = True
+    enable_model_summary: bool = True
+    use_distributed_sampler: bool = True
+    default_root_dir: str = MISSING
+
+
+@dataclass
+class OptimConf:
+    name: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4  # on non-BatchNorm parameters and head.kernel; BatchNorm gets 0
+    milestones: list[int] = field(default_factory=lambda: [12, 20, 24])  # epochs
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0  # linear warm-up, may be fractional
+    warmup_start_factor: float = 0.01
+
+
+@dataclass
+class SyntheticConf:
+    preset: str = "demo"
+    seed: int = 0
+
+
+@dataclass
+class DataConf:
+    name: str = MISSING
+    synthetic: SyntheticConf | None = None  # set: build/reuse the synthetic benchmark and train on its train.rec
+    root: str | None = None
+    rec: str | None = None  # path of train.rec (train.idx beside it)
+    num_classes: int | None = None  # facts checked against the .rec at start (null = take from the file)
+    num_images: int | None = None
+    swap_rb: bool = False  # for .rec files whose JPEGs were stored with R/B swapped (QGFace is_origin=False)
+    batch_size: int = 128  # per process
+    val_batch_size: int = 256
+    num_workers: int = 2
+    pin_memory: bool = False
+    persistent_workers: bool = True  # only honoured when num_workers > 0
+    drop_last: bool = True
+
+
+@dataclass
+class AugmentationConf:
+    views: int = 1  # 1: one augmented view; 2: L (degraded) + H views (QGFace)
+    single: Any = None  # _target_ node of the single-view transform, or null (flip only)
+    view_l: Any = None
+    view_h: Any = None
+    flip: bool = True  # random horizontal flip after the transform(s)
+
+
+@dataclass
+class ValidationConf:
+    sets: list[str] = field(default_factory=list)
+    root: str | None = None  # null = the val/ folder of the synthetic benchmark (preset below)
+    preset: str = "demo"
+    seed: int = 0
+    fusion: str = "pre_norm_add"
+    ijb_feature: str = "unit"
+    interval: int = 1  # validate every N epochs
+    monitor: str = "val/hq_avg"
+    mode: str = "max"
+    kwargs: dict[str, Any] = field(default_factory=dict)  # extra ValidationSuite arguments
+
+
+@dataclass
+class PathsConf:
+    root_dir: str = MISSING
+    output_dir: str = MISSING
+    ckpt_dir: str = MISSING
+    cache_dir: str = MISSING
+    data_root: str = MISSING
+
+
+@dataclass
+class TopLevelConf:
+    task: str = "train"
+    seed: int = 42
+    ckpt_path: str | None = None
+    checkpoint: str | None = None
+    compile: bool = False
+    channels_last: bool = True
+    print_config: bool = False
+    run_name: str | None = None
+
+
+_GROUP_SCHEMAS = {
+    "trainer": TrainerConf,
+    "optim": OptimConf,
+    "data": DataConf,
+    "augmentation": AugmentationConf,
+    "validation": ValidationConf,
+    "paths": PathsConf,
+}
+
+
+def _run_id(run_name: str | None, timestamp: str) -> str:
+    """Run-dir leaf: the stable `run_name` when given (resumable), else a timestamp."""
+    return str(run_name) if run_name else timestamp
+
+
+def register() -> None:
+    """Store the group schemas and resolvers; idempotent (tests and main.py both call it)."""
+    cs = ConfigStore.instance()
+    for group, node in _GROUP_SCHEMAS.items():
+        cs.store(group=group, name=f"{group}_schema", node=node)
+    if not OmegaConf.has_resolver("run_id"):
+        OmegaConf.register_new_resolver("run_id", _run_id)
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Type-check the top-level scalars and the task name; raise a ValueError naming the key."""
+    top = {k: cfg[k] for k in TopLevelConf.__dataclass_fields__ if k in cfg}
+    try:
+        OmegaConf.merge(OmegaConf.structured(TopLevelConf), top)
+    except OmegaConfBaseException as err:
+        raise ValueError(f"invalid top-level config value: {err}") from None
+    if cfg.task not in TASKS:
+        raise ValueError(f"task={cfg.task!r} is not one of {', '.join(TASKS)}")
+
+
+def compose_config(overrides: list[str] | tuple[str, ...] = (), output_dir: str | None = None,
+                   config_dir: str | None = None) -> DictConfig:
+    """Compose and resolve the project config outside `@hydra.main` (tests, notebooks).
+
+    `output_dir` stands in for Hydra's run dir (`${hydra:runtime.output_dir}`), which only a real run sets.
+    """
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    register()
+    config_dir = config_dir or str(Path(__file__).resolve().parents[1] / "conf")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir or Path.cwd() / "outputs" / "composed")
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    OmegaConf.resolve(cfg)
+    return cfg

@@ -1,0 +1,125 @@
+"""task=evaluate: embed the chosen validation sets with any checkpoint and score them.
+
+`python main.py task=evaluate checkpoint=PATH backbone=ir_50 validation=real` — ours, a released AdaFace `.ckpt`
+or an InsightFace `.pth` (models.load_pretrained). It runs `Trainer.validate` with the training module, so it
+shares the flip-embedding / gather / de-duplication code (and DDP) with training. With
+`evaluate.embeddings_cache=FILE.npz` the per-set embeddings are saved, and a later run re-scores them without
+re-embedding. Writes metrics.json, metrics.md and, for IJB sets when the suite can provide the ROC, roc_<set>.png.
+"""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+from dataset.datamodule import FaceDataModule, build_suite
+from models.lit_module import FaceRecognitionModule
+from tasks.run_info import markdown_table, write_metrics, write_run_info
+from tasks.train import trainer_kwargs
+
+log = logging.getLogger(__name__)
+FIELDS = ("index", "emb", "norm", "emb_flip", "norm_flip")
+
+
+def save_embeddings(path: Path, per_set: dict[str, dict[str, np.ndarray]]) -> None:
+    arrays = {f"{name}/{field}": per_set[name][field] for name in per_set for field in FIELDS}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+
+
+def load_embeddings(path: Path, names: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    with np.load(path, allow_pickle=False) as data:
+        missing = [n for n in names if f"{n}/emb" not in data.files]
+        if missing:
+            raise KeyError(f"embeddings cache {path} lacks the sets {missing}; delete it to re-embed")
+        return {n: {f: data[f"{n}/{f}"] for f in FIELDS} for n in names}
+
+
+def embed_sets(cfg: DictConfig, suite, keep: bool) -> tuple[dict[str, float], dict, bool]:
+    """Run Trainer.validate with the checkpoint's backbone; returns (metrics, embeddings per set, is_global_zero)."""
+    if cfg.checkpoint is None:
+        raise ValueError("task=evaluate needs checkpoint=<path> (ours, an AdaFace .ckpt or an InsightFace .pth), "
+                         "or an existing evaluate.embeddings_cache")
+    from models import load_pretrained
+
+    module = FaceRecognitionModule(OmegaConf.to_container(cfg, resolve=True), num_classes=None)
+    load_pretrained(module.model, cfg.checkpoint)
+    module.attach_suite(suite)
+    module.keep_val_embeddings = keep
+    kwargs = trainer_kwargs(cfg)
+    for key in ("max_epochs", "max_steps", "gradient_clip_val", "gradient_clip_algorithm", "accumulate_grad_batches",
+                "check_val_every_n_epoch", "num_sanity_val_steps", "log_every_n_steps", "limit_train_batches"):
+        kwargs.pop(key, None)
+    trainer = pl.Trainer(**kwargs, logger=False, callbacks=[])
+    trainer.validate(module, datamodule=FaceDataModule(cfg, None, suite))
+    return module.last_val_metrics, module.last_val_embeddings, trainer.is_global_zero
+
+
+def score_cached(suite, per_set: dict[str, dict[str, np.ndarray]]) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    for i, name in enumerate(suite.names):
+        e = per_set[name]
+        metrics.update(suite.compute(i, e["emb"], e["norm"], e["emb_flip"], e["norm_flip"]))
+    all_avg = getattr(suite, "all_avg", None)
+    if all_avg is not None and "val/all_avg" not in metrics:
+        value = all_avg(metrics)
+        if value is not None:
+            metrics["val/all_avg"] = float(value)
+    return metrics
+
+
+def write_roc_curves(suite, out_dir: Path) -> list[Path]:
+    """ROC PNG per IJB set, when the suite keeps the last scores (`suite.roc(name) -> (fpr, tpr)`)."""
+    roc = getattr(suite, "roc", None)
+    if roc is None:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for name in suite.names:
+        if not name.startswith("ijb"):
+            continue
+        curve = roc(name)
+        if curve is None:
+            continue
+        fpr, tpr = curve
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ax.plot(np.clip(fpr, 1e-7, 1), tpr)
+        ax.set(xscale="log", xlim=(1e-6, 1), ylim=(0, 1), xlabel="FAR", ylabel="TAR", title=f"{name} 1:1 ROC")
+        ax.grid(True, which="both", alpha=0.3)
+        path = out_dir / f"roc_{name}.png"
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def run_evaluate(cfg: DictConfig) -> dict[str, float]:
+    suite = build_suite(cfg)
+    if suite is None:
+        raise ValueError("task=evaluate: validation.sets is empty; choose validation=synthetic|hq|real or set it")
+    out_dir = Path(cfg.paths.output_dir)
+    cache = cfg.evaluate.embeddings_cache
+    cache = Path(cache) if cache else None
+    if cache is not None and cache.is_file():
+        log.info("re-scoring cached embeddings %s", cache)
+        metrics, is_zero = score_cached(suite, load_embeddings(cache, list(suite.names))), True
+    else:
+        metrics, per_set, is_zero = embed_sets(cfg, suite, keep=cache is not None)
+        if cache is not None and is_zero:
+            save_embeddings(cache, per_set)
+            log.info("embeddings cached in %s", cache)
+    if is_zero:
+        write_run_info(cfg, out_dir)
+        write_metrics(metrics, out_dir)
+        (out_dir / "metrics.md").write_text(markdown_table(metrics))
+        if cfg.evaluate.roc_png:
+            write_roc_curves(suite, out_dir)
+        print(f"\nevaluation of {cfg.checkpoint or cache} ({cfg.backbone.name}):\n{suite.summary(metrics)}\n"
+              f"written to {out_dir}")
+    return metrics

@@ -1,0 +1,106 @@
+"""task=train: data -> module -> Trainer.fit -> metrics.json, reading top to bottom."""
+
+import logging
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from dataset.datamodule import FaceDataModule, build_suite, resolve_training_data
+from models.lit_module import FaceRecognitionModule
+from tasks.run_info import markdown_table, write_metrics, write_run_info
+
+log = logging.getLogger(__name__)
+
+
+def build_callbacks(cfg: DictConfig, validating: bool) -> list:
+    callbacks = []
+    for name, node in (cfg.get("callbacks") or {}).items():
+        callback = instantiate(node)
+        if isinstance(callback, ModelCheckpoint) and callback.monitor and not validating:
+            log.info("callbacks.%s dropped: it monitors %s but no validation set is enabled", name, callback.monitor)
+            continue
+        callbacks.append(callback)
+    return callbacks
+
+
+def build_loggers(cfg: DictConfig) -> list:
+    """Configured loggers; one whose package is not installed (tensorboard) is skipped with a warning."""
+    loggers = []
+    for name, node in (cfg.get("logger") or {}).items():
+        try:
+            loggers.append(instantiate(node))
+        except InstantiationException as err:
+            if not isinstance(err.__cause__, ImportError):
+                raise
+            log.warning("logger.%s skipped (optional package missing): %s", name, err.__cause__)
+    return loggers
+
+
+def trainer_kwargs(cfg: DictConfig) -> dict:
+    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if isinstance(kwargs.get("strategy"), dict):  # a `_target_` node, e.g. DDPStrategy(broadcast_buffers=False)
+        kwargs["strategy"] = instantiate(kwargs["strategy"])
+    return kwargs
+
+
+def resolve_ckpt_path(cfg: DictConfig) -> str | None:
+    """`last`: resume from <ckpt_dir>/last.ckpt and fail clearly when absent; `auto`: resume if present (requeue
+    scripts); a path: that file; null: fresh start (SLURM hpc_ckpt_* in the run dir still resume, Lightning's rule)."""
+    wanted = cfg.ckpt_path
+    if wanted is None:
+        return None
+    if wanted in ("last", "auto"):
+        last = Path(cfg.paths.ckpt_dir) / "last.ckpt"
+        if last.is_file():
+            log.info("resuming from %s", last)
+            return str(last)
+        if wanted == "auto":
+            log.info("ckpt_path=auto: nothing to resume in %s, starting fresh", last.parent)
+            return None
+        raise FileNotFoundError(
+            f"ckpt_path=last: nothing to resume, {last} does not exist. Resuming needs the same stable run dir as the "
+            f"interrupted run: pass the same run_name=<name> (outputs/runs/<name>) or hydra.run.dir=<dir>, or give "
+            f"ckpt_path=<path/to/file.ckpt>; use ckpt_path=auto to start fresh when there is no checkpoint.")
+    if not Path(wanted).is_file():
+        raise FileNotFoundError(f"ckpt_path={wanted}: no such checkpoint file")
+    return str(wanted)
+
+
+def run_train(cfg: DictConfig) -> dict[str, float]:
+    started = time.time()
+    pl.seed_everything(cfg.seed, workers=False)  # workers seeded per rank by dataset.datamodule.seed_worker
+    ckpt_path = resolve_ckpt_path(cfg)
+    training = resolve_training_data(cfg)
+    suite = build_suite(cfg)
+
+    module = FaceRecognitionModule(OmegaConf.to_container(cfg, resolve=True), num_classes=training.num_classes)
+    module.attach_suite(suite)
+    datamodule = FaceDataModule(cfg, training, suite)
+    trainer = pl.Trainer(**trainer_kwargs(cfg), callbacks=build_callbacks(cfg, suite is not None),
+                         logger=build_loggers(cfg) or False)
+    out_dir = Path(cfg.paths.output_dir)
+    if trainer.is_global_zero:
+        write_run_info(cfg, out_dir)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+
+    metrics = dict(module.last_val_metrics)
+    loss = trainer.callback_metrics.get("train/loss")
+    if loss is not None:
+        metrics["train/loss"] = float(loss)
+    metrics["train/global_step"] = float(trainer.global_step)
+    metrics["train/epochs"] = float(trainer.current_epoch)
+    metrics["train/wall_s"] = round(time.time() - started, 1)
+    if trainer.is_global_zero:
+        path = write_metrics(metrics, out_dir)
+        if suite is not None and module.last_val_metrics:
+            print(f"\nfinal results ({cfg.backbone.name}, {cfg.head.name}, data={cfg.data.name}):\n"
+                  f"{suite.summary(module.last_val_metrics)}")
+        print(f"run dir: {out_dir}\nmetrics: {path}  (train {metrics['train/wall_s']:.0f} s, "
+              f"{trainer.global_step} steps)")
+        (out_dir / "metrics.md").write_text(markdown_table(metrics))
+    return metrics

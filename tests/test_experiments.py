@@ -1,0 +1,78 @@
+"""The QGFace ablation configs (conf/experiment): each composes to the setting of method.md's Table I, and its
+augmentation and objective nodes build. The full `debug=smoke` runs are slow tests."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from losses.objective import ClassificationObjective, QGFaceObjective, build_objective
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+# experiment -> (augmentation transform target of the degraded/single view, views, objective, contrastive on)
+TABLE = {
+    "baseline": (None, 1, ClassificationObjective, False),
+    "A": ("AdaFaceAugmenter", 1, ClassificationObjective, False),
+    "B": ("AdaFaceAugmenter", 1, QGFaceObjective, False),
+    "C": ("AdaFaceAugmenter", 2, QGFaceObjective, True),
+    "D": ("QGFaceDegradation", 2, ClassificationObjective, False),
+    "qgface": ("QGFaceDegradation", 2, QGFaceObjective, True),
+}
+
+
+def _compose(overrides):
+    from tasks.config_schema import register
+
+    register()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        return compose("config", overrides=overrides)
+
+
+@pytest.mark.parametrize("name", sorted(TABLE))
+def test_experiment_matches_ablation_table(name):
+    target, views, objective_cls, contrastive = TABLE[name]
+    cfg = _compose([f"experiment={name}"])
+    aug = cfg.augmentation
+    assert aug.views == views and aug.flip is True and cfg.head.name == "adaface"
+    assert cfg.data.name == "synthetic_ablation"
+    node = aug.single if views == 1 else aug.view_l
+    if target is None:
+        assert node is None
+    else:
+        transform = instantiate(node)
+        assert type(transform).__name__ == target
+        img = np.full((112, 112, 3), 128, dtype=np.uint8)
+        assert transform(img).shape == img.shape
+    if views == 2:
+        assert aug.view_h is None and aug.single is None  # H = the original (flip only)
+    obj_cfg = dict(cfg.objective)
+    objective = build_objective(obj_cfg.pop("name"), **obj_cfg)
+    assert isinstance(objective, objective_cls)
+    if isinstance(objective, QGFaceObjective):
+        assert objective.threshold == 0.2 and (objective.queue_mode != "none") == contrastive
+        assert objective.anchoring == "one_way" and objective.contrastive.mask_mode == "remove"
+
+
+@pytest.mark.parametrize("override,expected", [("objective.threshold=null", None), ("objective.queue=batch", "batch"),
+                                               ("objective.queue=momentum", "momentum")])
+def test_documented_ablation_overrides_compose(override, expected):
+    cfg = _compose(["experiment=qgface", override])
+    key = override.split("=")[0].split(".")[1]
+    assert cfg.objective[key] == expected
+
+
+def test_debug_smoke_wins_over_the_ablation_data():
+    cfg = _compose(["experiment=qgface", "debug=smoke"])
+    assert cfg.data.name == "synthetic_smoke"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(TABLE))
+def test_experiment_runs_debug_smoke(name, tmp_path):
+    cmd = [sys.executable, "main.py", f"experiment={name}", "debug=smoke", f"hydra.run.dir={tmp_path}"]
+    result = subprocess.run(cmd, cwd=CONF.parent, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
