@@ -71,7 +71,7 @@ def frame_record(buf) -> bytes:
     start = 0  # first byte of the part being built
     pos = data.find(_MAGIC_BYTES)
     while pos != -1:
-        if True:  # only 4-byte aligned occurrences are split
+        if pos % 4 == 0:  # only 4-byte aligned occurrences are split
             out.append(_encode_lrec(1 if start == 0 else 2, pos - start))
             out.append(data[start:pos])
             start = pos + 4

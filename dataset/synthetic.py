@@ -493,7 +493,7 @@ def save_samples(out_dir, seed: int = 0) -> list[Path]:
     pre = PRESETS["demo"]
     base = pool_base("lfw", pre.family_size)
     rows = []
-    for fam in range(3):
+    for fam in range(2):
         tiles = []
         for member in range(3):
             for k in range(2):
@@ -502,7 +502,7 @@ def save_samples(out_dir, seed: int = 0) -> list[Path]:
                                                         ["raw"], np.uint8), cv2.IMREAD_COLOR))
         rows.append(np.concatenate(tiles, axis=1))
     families = out_dir / "synthetic_families.png"
-    cv2.imwrite(str(families), np.concatenate(rows, axis=0))
+    cv2.imwrite(str(families), np.concatenate(rows, axis=0), [cv2.IMWRITE_PNG_COMPRESSION, 9])
     top, bottom = [], []
     for level in ("hq", "high", "mid", "low", "tiny"):
         job = _job("tinyface", 10**6, base, loose=True, canvas=128, level=level, face_scale=(0.9, 0.9))
@@ -511,7 +511,8 @@ def save_samples(out_dir, seed: int = 0) -> list[Path]:
         top.append(cv2.resize(raw, (112, 112), interpolation=cv2.INTER_NEAREST))  # the capture, pixels visible
         bottom.append(cv2.imdecode(np.frombuffer(res["aligned"], np.uint8), cv2.IMREAD_COLOR))
     levels = out_dir / "synthetic_levels.png"
-    cv2.imwrite(str(levels), np.concatenate([np.concatenate(top, 1), np.concatenate(bottom, 1)], 0))
+    cv2.imwrite(str(levels), np.concatenate([np.concatenate(top, 1), np.concatenate(bottom, 1)], 0),
+                [cv2.IMWRITE_PNG_COMPRESSION, 9])
     return [families, levels]
 
 

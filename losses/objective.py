@@ -74,6 +74,7 @@ class QGFaceObjective(nn.Module):
         pair_quality: str = "min",
         scale: float = 64.0,
         rescale: bool = True,
+        key_momentum: float = 0.999,
     ) -> None:
         super().__init__()
         if queue not in QUEUE_MODES:
@@ -90,6 +91,7 @@ class QGFaceObjective(nn.Module):
         self.detach_positive = detach_positive
         self.gate = gate
         self.pair_quality_mode = pair_quality
+        self.key_momentum = key_momentum  # for the LightningModule's MomentumEncoder (queue='momentum')
         pair_gate(torch.zeros(1), 0.5, gate)  # validate names early
         self.contrastive = ContrastiveLoss(scale=scale, mask_mode=mask_mode, margin=margin, margin_m=margin_m,
                                            margin_init=margin_init, t_alpha=margin_t_alpha, rescale=rescale)

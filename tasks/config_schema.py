@@ -119,6 +119,7 @@ class TopLevelConf:
     channels_last: bool = True
     print_config: bool = False
     run_name: str | None = None
+    num_threads: int | None = None
 
 
 _GROUP_SCHEMAS = {

@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -55,10 +56,13 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     if wanted is None:
         return None
     if wanted in ("last", "auto"):
-        last = Path(cfg.paths.ckpt_dir) / "last.ckpt"
-        if last.is_file():
-            log.info("resuming from %s", last)
-            return str(last)
+        ckpt_dir = Path(cfg.paths.ckpt_dir)
+        last = ckpt_dir / "last.ckpt"
+        candidates = [p for p in [last, *ckpt_dir.glob("step*.ckpt")] if p.is_file()]
+        if candidates:
+            newest = max(candidates, key=lambda p: p.stat().st_mtime)  # a step checkpoint may be newer (preemption)
+            log.info("resuming from %s", newest)
+            return str(newest)
         if wanted == "auto":
             log.info("ckpt_path=auto: nothing to resume in %s, starting fresh", last.parent)
             return None
@@ -73,6 +77,8 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
 
 def run_train(cfg: DictConfig) -> dict[str, float]:
     started = time.time()
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
     pl.seed_everything(cfg.seed, workers=False)  # workers seeded per rank by dataset.datamodule.seed_worker
     ckpt_path = resolve_ckpt_path(cfg)
     training = resolve_training_data(cfg)
