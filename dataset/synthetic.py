@@ -474,7 +474,12 @@ def build(out_dir, preset: str = "demo", seed: int = 0, workers: int | None = No
             return final
         if final.exists():  # an incomplete leftover without DONE
             shutil.rmtree(final)
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not (final / "DONE").is_file():  # a concurrent build won the race: theirs is complete
+                raise
+            shutil.rmtree(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -56,8 +56,9 @@ def _tensor_dict(obj, path: Path) -> dict[str, torch.Tensor]:
         tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
         if tensors:
             return tensors
+    found = f"a dict with keys {list(obj)[:8]}" if isinstance(obj, dict) else type(obj).__name__
     raise CheckpointError(f"{path}: no tensors found (expected a state dict or a dict with one of {NESTED_KEYS}; "
-                          f"got {type(obj).__name__}{' with keys ' + str(list(obj)[:8]) if isinstance(obj, dict) else ''})")
+                          f"got {found})")
 
 
 def detect_prefix(file_keys, model_keys) -> str:

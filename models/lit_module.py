@@ -12,6 +12,8 @@ dropped by index, and every rank computes the same metrics (deterministic), whic
 
 import bisect
 import logging
+import random
+import warnings
 
 import numpy as np
 import pytorch_lightning as pl
@@ -106,8 +108,6 @@ class FaceRecognitionModule(pl.LightningModule):
         # augmentations in the main process (num_workers=0) must differ between ranks
         seed = int(self.cfg.get("seed", 0)) + 1_000_003 * self.global_rank
         np.random.seed(seed % 2**32)
-        import random
-
         random.seed(seed)
 
     # --- training --------------------------------------------------------------------------------------------------
@@ -185,9 +185,11 @@ class FaceRecognitionModule(pl.LightningModule):
                     "index": index, "emb": emb, "norm": norm, "emb_flip": emb_flip, "norm_flip": norm_flip}
             metrics.update(self.suite.compute(set_idx, emb, norm, emb_flip, norm_flip))
         metrics.update(self._aggregate(metrics))
-        for name, value in metrics.items():
-            # identical on every rank: no sync needed, and logging on every rank lets callbacks monitor it
-            self.log(name, float(value), add_dataloader_idx=False, sync_dist=False)
+        with warnings.catch_warnings():  # Lightning suggests sync_dist: the values are already global
+            warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
+            for name, value in metrics.items():
+                # identical on every rank: no sync needed, and logging on every rank lets callbacks monitor it
+                self.log(name, float(value), add_dataloader_idx=False, sync_dist=False)
         self.last_val_metrics = {k: float(v) for k, v in metrics.items()}
         rank_zero_info(f"\nvalidation epoch {self.current_epoch} (step {self.global_step}):\n"
                        f"{self.suite.summary(metrics)}")

@@ -12,9 +12,8 @@ log = logging.getLogger(__name__)
 
 
 def run_export(cfg: DictConfig) -> Path:
-    from models.export import export_onnx
-
     from models import build_backbone, load_pretrained
+    from models.export import export_onnx
 
     if cfg.checkpoint is None:
         raise ValueError("task=export needs checkpoint=<path> (ours, an AdaFace .ckpt or an InsightFace .pth)")
@@ -23,6 +22,7 @@ def run_export(cfg: DictConfig) -> Path:
     model.eval()
     output = Path(cfg.export.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    export_onnx(model, output, opset=cfg.export.opset, dynamic_batch=cfg.export.dynamic_batch)
-    print(f"exported {cfg.backbone.name} from {cfg.checkpoint} -> {output}")
+    result = export_onnx(model, output, opset=cfg.export.opset, check=cfg.export.check)
+    print(f"exported {cfg.backbone.name} from {cfg.checkpoint} -> {output} (max |onnx - torch| "
+          f"{result.get('max_abs_diff')})")
     return output

@@ -9,7 +9,7 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
 from dataset.datamodule import FaceDataModule, build_suite, resolve_training_data
 from models.lit_module import FaceRecognitionModule
@@ -18,12 +18,16 @@ from tasks.run_info import markdown_table, write_metrics, write_run_info
 log = logging.getLogger(__name__)
 
 
-def build_callbacks(cfg: DictConfig, validating: bool) -> list:
+def build_callbacks(cfg: DictConfig, validating: bool, logging_enabled: bool = True) -> list:
+    """Configured callbacks, minus those that cannot work in this run (a monitor without validation, an LR monitor
+    without a logger)."""
     callbacks = []
     for name, node in (cfg.get("callbacks") or {}).items():
         callback = instantiate(node)
         if isinstance(callback, ModelCheckpoint) and callback.monitor and not validating:
             log.info("callbacks.%s dropped: it monitors %s but no validation set is enabled", name, callback.monitor)
+            continue
+        if isinstance(callback, LearningRateMonitor) and not logging_enabled:
             continue
         callbacks.append(callback)
     return callbacks
@@ -87,8 +91,9 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     module = FaceRecognitionModule(OmegaConf.to_container(cfg, resolve=True), num_classes=training.num_classes)
     module.attach_suite(suite)
     datamodule = FaceDataModule(cfg, training, suite)
-    trainer = pl.Trainer(**trainer_kwargs(cfg), callbacks=build_callbacks(cfg, suite is not None),
-                         logger=build_loggers(cfg) or False)
+    loggers = build_loggers(cfg)
+    trainer = pl.Trainer(**trainer_kwargs(cfg), callbacks=build_callbacks(cfg, suite is not None, bool(loggers)),
+                         logger=loggers or False)
     out_dir = Path(cfg.paths.output_dir)
     if trainer.is_global_zero:
         write_run_info(cfg, out_dir)

@@ -1,0 +1,118 @@
+"""ONNX export of a backbone with a dynamic batch axis and two outputs: `embedding` (unit, [N,512]) and `norm`
+([N,1], the quality score). The export is checked with onnxruntime against PyTorch on the same inputs.
+
+    python -m models.export --backbone ir_50 --checkpoint adaface_ir50_ms1mv2.ckpt --out ir50.onnx
+
+The ONNX input `input` is the *normalised* float image [N,3,112,112] in the colour order of the model
+(metadata_props `color`, `mean`, `std`, `input_size` say which); `models.preprocess` makes it from uint8 BGR.
+torch 2.13 exports through dynamo (needs onnxscript) with `dynamic_shapes`.
+"""
+
+import argparse
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+TOLERANCE = 1e-4
+
+
+class _ExportWrapper(nn.Module):
+    """Plain tuple outputs (embedding, norm) in fp32 for any backbone."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: A002  (ONNX input name)
+        emb, norm = self.backbone(input)
+        return emb, norm
+
+
+def check_onnx(model: nn.Module, path: str | Path, batch_sizes=(1, 3), seed: int = 0) -> float:
+    """Max abs difference of the embedding between onnxruntime and PyTorch over a few batch sizes."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    size = getattr(model, "meta", {}).get("input_size", 112)
+    g = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    for n in batch_sizes:
+        x = torch.rand(n, 3, size, size, generator=g) * 2 - 1
+        with torch.no_grad():
+            emb, norm = model(x)
+        ort_emb, ort_norm = session.run(["embedding", "norm"], {"input": x.numpy()})
+        if ort_emb.shape != tuple(emb.shape) or ort_norm.shape != tuple(norm.shape):
+            raise RuntimeError(f"{path}: ONNX output shapes {ort_emb.shape}, {ort_norm.shape} differ from "
+                               f"PyTorch {tuple(emb.shape)}, {tuple(norm.shape)} at batch {n}")
+        worst = max(worst, float(np.abs(ort_emb - emb.numpy()).max()))
+    return worst
+
+
+def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, check: bool = True,
+                tolerance: float = TOLERANCE, verbose: bool = True) -> dict:
+    """Export `model` (a registered backbone) to `path`; returns {'path', 'max_abs_diff'}.
+
+    The model is exported in eval mode on CPU in fp32 (the caller's model is left in eval mode on CPU).
+    Raises RuntimeError when the onnxruntime check exceeds `tolerance`.
+    """
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.float().cpu().eval()
+    meta = getattr(model, "meta", {})
+    size = meta.get("input_size", 112)
+    example = (torch.rand(2, 3, size, size) * 2 - 1,)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter is chatty about internals users cannot act on
+        program = torch.onnx.export(
+            _ExportWrapper(model), example, dynamo=True, opset_version=opset,
+            input_names=["input"], output_names=["embedding", "norm"],
+            dynamic_shapes={"input": {0: batch}}, verbose=False,
+        )
+    program.save(str(path))
+    proto = onnx.load(str(path))
+    for key, value in meta.items():  # consumers read colour order and normalisation from the file itself
+        proto.metadata_props.add(key=str(key), value=str(value))
+    onnx.save(proto, str(path))
+
+    result = {"path": str(path), "max_abs_diff": None}
+    if check:
+        diff = check_onnx(model, path)
+        result["max_abs_diff"] = diff
+        status = "OK" if diff <= tolerance else "FAILED"
+        if verbose:
+            print(f"onnxruntime check: max |embedding diff| = {diff:.2e} (tolerance {tolerance:.0e}) {status}")
+        if diff > tolerance:
+            raise RuntimeError(f"{path}: onnxruntime differs from PyTorch by {diff:.2e} > {tolerance:.0e}")
+    return result
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Export a face backbone to ONNX and check it with onnxruntime.")
+    parser.add_argument("--backbone", required=True, help="registered backbone name, e.g. ir_50, mobilefacenet")
+    parser.add_argument("--checkpoint", default=None, help="AdaFace .ckpt, our Lightning .ckpt, .pt/.pth, .safetensors")
+    parser.add_argument("--out", required=True, help="output .onnx path")
+    parser.add_argument("--opset", type=int, default=18)
+    parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    args = parser.parse_args(argv)
+    logging.getLogger("torch").setLevel(logging.ERROR)
+
+    from models import build_backbone, load_pretrained
+
+    model = build_backbone(args.backbone)
+    if args.checkpoint:
+        load_pretrained(model, args.checkpoint)
+        print(f"loaded {args.checkpoint}")
+    result = export_onnx(model, args.out, opset=args.opset, check=not args.no_check)
+    print(f"wrote {result['path']} (input: normalised {model.meta['color']} float [N,3,{model.meta['input_size']},"
+          f"{model.meta['input_size']}]; outputs: embedding [N,{model.meta['embedding_size']}], norm [N,1])")
+
+
+if __name__ == "__main__":
+    main()
