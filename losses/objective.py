@@ -115,7 +115,10 @@ class QGFaceObjective(nn.Module):
             "qg/quality_mean": n.mean(),
             "qg/cls_gate_mean": cls_gate.mean(),
             "qg/cls_gated_out": self._below(n).float().mean(),
+            "qg/quality_min": n.min(),
         }
+        if num_views >= 2:  # the degraded L view should read lower than the H view
+            logs["qg/quality_l"], logs["qg/quality_h"] = n[:batch].mean(), n[batch:2 * batch].mean()
         if num_views < 2 or self.queue_mode == "none":
             return loss_cls, logs
 

@@ -93,9 +93,10 @@ def run_compare(paths_a, paths_b=None, output_dir="results", backend: Backend | 
         save_heatmap(sim, rows, cols, output_dir / "heatmap.png")
 
     width = max([len(r) for r in rows] + [4])
-    print(" " * width + "  " + "  ".join(f"{c[:8]:>8}" for c in cols))
+    cell = min(max([len(c) for c in cols] + [7]), 16)
+    print(" " * width + "  " + "  ".join(f"{c[:cell]:>{cell}}" for c in cols))
     for name, row in zip(rows, sim, strict=True):
-        print(f"{name:>{width}}  " + "  ".join(f"{v:8.4f}" for v in row))
+        print(f"{name:>{width}}  " + "  ".join(f"{v:{cell}.4f}" for v in row))
     for s in skipped:
         print(f"skipped {s.path}: {s.reason}")
     print(f"results in {output_dir}")

@@ -53,7 +53,7 @@ def embed_sets(cfg: DictConfig, suite, keep: bool) -> tuple[dict[str, float], di
                 "check_val_every_n_epoch", "num_sanity_val_steps", "log_every_n_steps", "limit_train_batches"):
         kwargs.pop(key, None)
     trainer = pl.Trainer(**kwargs, logger=False, callbacks=[])
-    trainer.validate(module, datamodule=FaceDataModule(cfg, None, suite))
+    trainer.validate(module, datamodule=FaceDataModule(cfg, None, suite), verbose=False)
     return module.last_val_metrics, module.last_val_embeddings, trainer.is_global_zero
 
 
