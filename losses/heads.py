@@ -81,7 +81,7 @@ class AdaFaceHead(MarginHead):
                 with torch.no_grad():
                     mean = safe_norm.mean()
                     # std of a single sample is undefined (NaN): keep the running value
-                    std = safe_norm.std() if safe_norm.numel() > 1 else self.batch_std[0]
+                    std = safe_norm.std() if safe_norm.numel() > 1 else self.batch_std[0].clone()
                     self.batch_mean.mul_(1 - self.t_alpha).add_(self.t_alpha * mean)
                     self.batch_std.mul_(1 - self.t_alpha).add_(self.t_alpha * std)
             scaler = (self.h * (safe_norm - self.batch_mean) / (self.batch_std + self.eps)).clamp(-1, 1)

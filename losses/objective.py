@@ -8,6 +8,8 @@ rows. `logs` maps metric names to detached float tensors (the LightningModule lo
 - `qgface`: quality-gated classification + queue contrastive loss (settings B, C and QGFace); step order below.
 """
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -179,6 +181,9 @@ class QGFaceObjective(nn.Module):
         centres = kernel.detach().float().t()[gathered_labels] if kernel is not None else None
         self.queue.enqueue(gathered, gathered_labels, centres, default_size=kernel.shape[1] if kernel is not None
                            else None)
+        if gathered.shape[0] > self.queue.embeddings.shape[0]:
+            warnings.warn(f"QGFace queue ({self.queue.embeddings.shape[0]} entries) is smaller than one step's "
+                          f"gathered keys ({gathered.shape[0]}): only the newest keys serve as negatives", stacklevel=1)
         return self.queue.entries(kernel)
 
 

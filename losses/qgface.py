@@ -3,8 +3,9 @@
 Quality is read off the AdaFace head: `n = (margin_scaler + 1) / 2` in [0, 1] (no gradient). With threshold `b`:
 - classification gate (a soft "n > b"): `sigmoid(2 * s * (n - b))` multiplies a sample's whole logit row;
 - contrastive pair gate (a "n_pair < b"): `sgn` = 1 / 0, `cos` = (1 - cos(pi * n / b)) / 2, `linear` = n / b below b,
-  0 above b (the released code's "half" range). It multiplies the row's logits, so a closed row's loss is the constant
-  log(entries) with zero gradient, and it stays in the mean (the mean is over all rows, as released).
+  0 above b (the released code's "half" range). It multiplies the row's logits, so a closed row's loss is a constant
+  with zero gradient: log(K + 1) with zero_cosine masking, log(1 + kept negatives) with removal. Closed rows stay in
+  the mean (the mean is over all rows, as released), so the term's effective weight is the fraction of open pairs.
 `threshold=None` is "partition off": both gates open (every sample classified, every pair contrasted).
 
 Contrastive row (paper Eq. 14), s = 64, no temperature:

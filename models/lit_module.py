@@ -205,25 +205,27 @@ class FaceRecognitionModule(pl.LightningModule):
     def _gather_set(self, set_idx: int) -> tuple[np.ndarray, ...]:
         """All ranks' (index, emb, norm, emb_flip, norm_flip) for one set: deduplicated, sorted by index, numpy."""
         parts = self._val_outputs.get(set_idx, [])
+        dim = self.model.meta.get("embedding_size", 512)
         if parts:
-            local = [torch.cat(col) for col in zip(*parts)]
+            index = torch.cat([p[0] for p in parts])
+            packed = torch.cat([torch.cat(p[1:], dim=1) for p in parts])  # [N, D + 1 + D + 1]: one gather, not four
         else:  # a rank without samples still takes part in the collectives
-            dim = self.model.meta.get("embedding_size", 512)
-            local = [torch.zeros(0, dtype=torch.long), torch.zeros(0, dim), torch.zeros(0, 1), torch.zeros(0, dim),
-                     torch.zeros(0, 1)]
+            index, packed = torch.zeros(0, dtype=torch.long), torch.zeros(0, 2 * dim + 2)
         if self.trainer.world_size > 1:
-            local = self._all_gather_padded(local)
-        index = local[0].numpy()
+            index, packed = self._all_gather_padded([index, packed])
+        index = index.numpy()
         keep = index >= 0
-        index = index[keep]
-        order = np.unique(index, return_index=True)[1]  # sorted unique indices, first occurrence of each
-        cols = [c.numpy()[keep][order] for c in local[1:]]
-        index = index[order]
+        index, packed = index[keep], packed.numpy()[keep]
+        index, first = np.unique(index, return_index=True)  # sorted; the padding sampler's duplicates dropped
+        packed = packed[first]
         expected = self.val_sizes[set_idx]
         if len(index) != expected or (expected and index[-1] != expected - 1):
             raise RuntimeError(f"validation set {self.suite.names[set_idx]!r}: embedded {len(index)} of {expected} "
                                "samples (limit_val_batches < 1.0?); its metrics would be wrong")
-        return (index, *cols)
+        packed = np.ascontiguousarray(packed)
+        emb, norm = packed[:, :dim], packed[:, dim:dim + 1]
+        emb_flip, norm_flip = packed[:, dim + 1:2 * dim + 1], packed[:, 2 * dim + 1:]
+        return index, emb, norm, emb_flip, norm_flip
 
     def _all_gather_padded(self, local: list[torch.Tensor]) -> list[torch.Tensor]:
         """all_gather tensors whose row count may differ per rank: pad to the max with index -1, gather, flatten."""

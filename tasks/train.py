@@ -79,8 +79,27 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     return str(wanted)
 
 
+def check_sweep_strategy(cfg: DictConfig) -> None:
+    """`-m` with Lightning's `ddp` on Hydra's basic launcher is unsupported (children start their own sweeps and a
+    second DDP trainer in the same process hangs): refuse it with the alternatives."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    strategy = cfg.trainer.strategy
+    name = str(strategy.get("_target_", "") if isinstance(strategy, DictConfig) else strategy).lower()
+    basic = "BasicLauncher" in str(hydra_cfg.launcher.get("_target_", ""))
+    if hydra_cfg.mode == RunMode.MULTIRUN and basic and "ddp" in name and "spawn" not in name:
+        raise ValueError("a -m sweep cannot use trainer.strategy=ddp on Hydra's basic launcher: use one device per "
+                         "job, trainer.strategy=ddp_spawn, or hydra/launcher=submitit_slurm with "
+                         "hydra.launcher.tasks_per_node=<trainer.devices> (see the README)")
+
+
 def run_train(cfg: DictConfig) -> dict[str, float]:
     started = time.time()
+    check_sweep_strategy(cfg)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     pl.seed_everything(cfg.seed, workers=False)  # workers seeded per rank by dataset.datamodule.seed_worker

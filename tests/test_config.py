@@ -175,3 +175,11 @@ def test_cli_errors_are_readable():
                              timeout=120)
         assert out.returncode != 0
         assert key in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_sweep_with_ddp_is_refused(tmp_path):
+    out = subprocess.run([sys.executable, "main.py", "-m", "debug=smoke", "trainer=ddp_cpu",
+                          f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=REPO, capture_output=True, text=True,
+                         timeout=180)
+    assert out.returncode != 0 and "ddp_spawn" in out.stderr and "submitit" in out.stderr

@@ -155,3 +155,10 @@ def test_label_shape_error():
     emb, norms, labels = _inputs(8)
     with pytest.raises(ValueError, match="labels"):
         head(emb, norms, labels.view(-1, 1))
+
+
+def test_adaface_single_sample_batch_keeps_std_finite():
+    head = build_head("adaface", num_classes=C)
+    emb, norms, labels = _inputs(9)
+    logits = head(emb[:1], norms[:1], labels[:1])  # std of one value is undefined: the running std is kept
+    assert torch.isfinite(logits).all() and head.batch_std.item() == pytest.approx(100.0)

@@ -179,7 +179,7 @@ def test_with_real_adaface_head_uses_that_forwards_margin_scaler():
     from losses import build_head
 
     torch.manual_seed(0)
-    head = build_head("adaface", embedding_size=4, num_classes=5)
+    head = build_head("adaface", embedding_size=4, num_classes=8)
     emb, _, labels = _example()
     norms = torch.tensor([[5.0], [30.0], [60.0], [8.0], [25.0], [90.0]])
     loss, logs = QGFaceObjective(threshold=0.2, queue="proxy")(head, emb, norms, labels, 2)
