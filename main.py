@@ -31,6 +31,10 @@ def main(cfg: DictConfig) -> None:
     route_lightning_logs_to_hydra()
     if cfg.print_config:
         print(OmegaConf.to_yaml(cfg))
+    if cfg.num_threads:
+        import torch
+
+        torch.set_num_threads(cfg.num_threads)
 
     if cfg.task == "train":
         from tasks.train import run_train

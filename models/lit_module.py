@@ -57,6 +57,9 @@ class FaceRecognitionModule(pl.LightningModule):
         self.save_hyperparameters()  # plain dict + int: safe for weights_only checkpoint loading
         self.cfg = cfg
         self.model = build_backbone(cfg["backbone"]["name"], **cfg["backbone"].get("kwargs", {}))
+        self.channels_last = bool(cfg.get("channels_last", False))
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.head = None
         self.objective = None
         self.key_encoder = None
@@ -75,15 +78,12 @@ class FaceRecognitionModule(pl.LightningModule):
 
                 self.key_encoder = MomentumEncoder(self.model)  # MoCo-style queue ablation
         self.num_views = int(cfg.get("augmentation", {}).get("views", 1))
-        self.channels_last = bool(cfg.get("channels_last", False))
         self.suite = None  # ValidationSuite (attach_suite); holds no tensors, so it is not part of the checkpoint
         self.val_sizes: list[int] = []
         self.last_val_metrics: dict[str, float] = {}
         self.last_val_embeddings: dict[str, dict[str, np.ndarray]] = {}
         self.keep_val_embeddings = False
         self._val_outputs: dict[int, list[tuple[torch.Tensor, ...]]] = {}
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
 
     def attach_suite(self, suite) -> None:
         self.suite = suite

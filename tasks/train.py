@@ -5,7 +5,6 @@ import time
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -100,8 +99,6 @@ def check_sweep_strategy(cfg: DictConfig) -> None:
 def run_train(cfg: DictConfig) -> dict[str, float]:
     started = time.time()
     check_sweep_strategy(cfg)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
     pl.seed_everything(cfg.seed, workers=False)  # workers seeded per rank by dataset.datamodule.seed_worker
     ckpt_path = resolve_ckpt_path(cfg)
     training = resolve_training_data(cfg)
