@@ -40,7 +40,7 @@ from dataset.evalsets import write_packed_set
 from dataset.synthetic_quality import align_captured, capture, encode_jpeg, loose_placement
 from dataset.synthetic_render import TAG_SAMPLE, _rng, identity_params, mugshot, render_face, sample_variation
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 BIN_SETS = ("lfw", "cfp_fp", "agedb_30", "calfw", "cplfw")
 SET_CODES = {"train": 0, "lfw": 1, "cfp_fp": 2, "agedb_30": 3, "calfw": 4, "cplfw": 5, "tinyface": 6, "scface": 7,
              "ijbb": 8}
@@ -63,7 +63,7 @@ class Preset:
     ijb_templates: int  # per subject
     ijb_max_impostors: int
     family_size: int = 3
-    sibling_scale: float = 1.0
+    sibling_scale: float = 2.5
 
 
 PRESETS = {
@@ -80,11 +80,11 @@ PRESETS = {
 
 # HQ .bin flavours: (pose of image A, pose of image B, age range A, age range B, share of look-alike negatives).
 BIN_FLAVOURS = {
-    "lfw": ("normal", "normal", None, None, 0.2),
-    "cfp_fp": ("frontal", "profile", None, None, 0.2),
-    "cplfw": ("normal", "wide", None, None, 0.6),
-    "agedb_30": ("normal", "normal", (0.0, 0.2), (0.7, 1.0), 0.2),
-    "calfw": ("normal", "normal", (0.0, 0.3), (0.55, 0.9), 0.6),
+    "lfw": ("normal", "normal", None, None, 0.1),
+    "cfp_fp": ("frontal", "profile", None, None, 0.1),
+    "cplfw": ("normal", "wide", None, None, 0.3),
+    "agedb_30": ("normal", "normal", (0.0, 0.2), (0.7, 1.0), 0.1),
+    "calfw": ("normal", "normal", (0.0, 0.3), (0.55, 0.9), 0.3),
 }
 
 
