@@ -4,6 +4,7 @@ No arguments = the CPU demo (synthetic benchmark, tiny backbone, AdaFace). `task
 train (default), evaluate, export, embed, compare. See conf/config.yaml and the README.
 """
 
+import importlib
 import logging
 
 import hydra
@@ -13,6 +14,15 @@ import tasks  # noqa: F401  (registers the config schemas before Hydra composes)
 from tasks.config_schema import validate_config
 
 log = logging.getLogger(__name__)
+
+# task=<name> -> (module, function taking the resolved config); imported lazily so each task loads only what it needs
+TASK_RUNNERS = {
+    "train": ("tasks.train", "run_train"),
+    "evaluate": ("tasks.evaluate", "run_evaluate"),
+    "export": ("tasks.export", "run_export"),
+    "embed": ("tasks.embed", "run_embed_task"),
+    "compare": ("tasks.compare", "run_compare_task"),
+}
 
 
 def route_lightning_logs_to_hydra() -> None:
@@ -36,36 +46,8 @@ def main(cfg: DictConfig) -> None:
 
         torch.set_num_threads(cfg.num_threads)
 
-    if cfg.task == "train":
-        from tasks.train import run_train
-
-        run_train(cfg)
-    elif cfg.task == "evaluate":
-        from tasks.evaluate import run_evaluate
-
-        run_evaluate(cfg)
-    elif cfg.task == "export":
-        from tasks.export import run_export
-
-        run_export(cfg)
-    elif cfg.task == "embed":
-        from tasks.embed import run_embed
-
-        e = cfg.embed
-        if e.input_dir is None:
-            raise ValueError("task=embed needs embed.input_dir=<folder or image>")
-        run_embed(e.input_dir, e.output_dir, batch_size=e.batch_size, checkpoint=cfg.checkpoint,
-                  arch=cfg.backbone.name, mtcnn_weights=e.mtcnn_weights, align=e.align, device=e.device)
-    elif cfg.task == "compare":
-        from tasks.compare import run_compare
-
-        c = cfg.compare
-        if c.paths_a is None:
-            raise ValueError("task=compare needs compare.paths_a=<folder/image or [list]> (and optionally paths_b)")
-        plain = OmegaConf.to_container(c, resolve=True)
-        run_compare(plain["paths_a"], plain["paths_b"], c.output_dir, checkpoint=cfg.checkpoint,
-                    arch=cfg.backbone.name, batch_size=c.batch_size, mtcnn_weights=c.mtcnn_weights, align=c.align,
-                    device=c.device)
+    module_name, function_name = TASK_RUNNERS[cfg.task]
+    getattr(importlib.import_module(module_name), function_name)(cfg)
 
 
 if __name__ == "__main__":

@@ -104,6 +104,19 @@ def run_compare(paths_a, paths_b=None, output_dir="results", backend: Backend | 
             "output_dir": str(output_dir)}
 
 
+def run_compare_task(cfg) -> dict:
+    """`python main.py task=compare compare.paths_a=... [compare.paths_b=...] checkpoint=... [output_dir=...]`."""
+    from omegaconf import OmegaConf
+
+    c = OmegaConf.to_container(cfg.compare, resolve=True)
+    if c["paths_a"] is None:
+        raise ValueError("task=compare needs compare.paths_a=<folder/image or [list]> (and optionally paths_b)")
+    return run_compare(c["paths_a"], c["paths_b"], cfg.get("output_dir") or c["output_dir"],
+                       checkpoint=cfg.checkpoint, arch=cfg.backbone.name, batch_size=c["batch_size"],
+                       mtcnn_weights=c["mtcnn_weights"], align=c["align"], device=c["device"],
+                       backbone_kwargs=dict(cfg.backbone.get("kwargs") or {}))
+
+
 def main(argv=None) -> None:
     import argparse
 

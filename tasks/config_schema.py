@@ -120,6 +120,8 @@ class TopLevelConf:
     print_config: bool = False
     run_name: str | None = None
     num_threads: int | None = None
+    input_dir: str | None = None
+    output_dir: str | None = None
 
 
 _GROUP_SCHEMAS = {

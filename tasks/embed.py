@@ -298,6 +298,17 @@ def run_embed(input_dir, output_dir, backend: Backend | None = None, batch_size:
     return summary
 
 
+def run_embed_task(cfg) -> dict:
+    """`python main.py task=embed input_dir=... checkpoint=... output_dir=...` (top-level keys or `embed.*`)."""
+    e = cfg.embed
+    input_dir = cfg.get("input_dir") or e.input_dir
+    if input_dir is None:
+        raise ValueError("task=embed needs input_dir=<folder or image> (or embed.input_dir=...)")
+    return run_embed(input_dir, cfg.get("output_dir") or e.output_dir, batch_size=e.batch_size,
+                     checkpoint=cfg.checkpoint, arch=cfg.backbone.name, mtcnn_weights=e.mtcnn_weights, align=e.align,
+                     device=e.device, backbone_kwargs=dict(cfg.backbone.get("kwargs") or {}))
+
+
 def main(argv=None) -> None:
     import argparse
 

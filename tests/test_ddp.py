@@ -16,7 +16,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-SMOKE_IMAGES, SMOKE_BATCH = 336, 32  # the smoke preset's training set and debug=smoke's per-process batch
+SMOKE_BATCH = 32  # debug=smoke's per-process batch
+
+
+def smoke_images() -> int:
+    """Training images of the smoke preset, from its build (the runs below build or reuse it)."""
+    from dataset.synthetic import build
+
+    cache = Path(os.environ.get("FACE_CACHE_DIR", REPO / ".cache" / "synthetic"))
+    return json.loads((build(cache, "smoke", 0) / "train" / "dataset.json").read_text())["num_images"]
 
 
 def free_port() -> int:
@@ -33,7 +41,7 @@ def env(**extra) -> dict:
 
 def check_run(run: Path, world_size: int) -> dict:
     metrics = json.loads((run / "metrics.json").read_text())
-    steps_per_epoch = SMOKE_IMAGES // (SMOKE_BATCH * world_size)  # DistributedSampler shards, drop_last
+    steps_per_epoch = smoke_images() // (SMOKE_BATCH * world_size)  # DistributedSampler shards, drop_last
     assert metrics["train/global_step"] == 2 * steps_per_epoch
     for key in ("val/hq_avg", "tinyface/rank_1", "scface/d1", "ijbb/tar_far_1e-4"):
         assert np.isfinite(metrics[key]), key

@@ -153,3 +153,25 @@ def test_onnx_backend_equals_torch(tmp_path, tiny):
         np.testing.assert_allclose(norm_o, norm_t, rtol=1e-4)
         results[color] = emb_o
     assert np.abs(results["RGB"] - results["BGR"]).max() > 1e-3  # the colour order really changes the input
+
+
+@pytest.mark.slow  # a main.py subprocess (Hydra + imports) takes several seconds
+def test_main_embed_task_with_top_level_keys(photo_dir, weights, tmp_path):
+    """The documented command: `python main.py task=embed input_dir=... checkpoint=... output_dir=...`."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    ckpt = tmp_path / "tiny.pt"
+    torch.manual_seed(0)
+    torch.save(models.build_backbone("tiny").state_dict(), ckpt)
+    out = tmp_path / "results"
+    cmd = [sys.executable, "main.py", "task=embed", f"input_dir={photo_dir}", f"checkpoint={ckpt}",
+           f"output_dir={out}", "backbone=tiny", f"embed.mtcnn_weights={weights}", "num_threads=1",
+           f"hydra.run.dir={tmp_path / 'run'}"]
+    done = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("embeddings.npy", "norms.npy", "index.csv", "skipped.csv"):
+        assert (out / name).is_file(), name
+    assert np.load(out / "embeddings.npy").shape == (3, 512)
+    assert "blank" in (out / "skipped.csv").read_text()
