@@ -76,7 +76,7 @@ class FaceRecognitionModule(pl.LightningModule):
             if getattr(self.objective, "needs_momentum_keys", False):
                 from losses.queue import MomentumEncoder
 
-                self.key_encoder = MomentumEncoder(self.model)  # MoCo-style queue ablation
+                self.key_encoder = MomentumEncoder(self.model, self.objective.key_momentum)  # MoCo-style ablation
         self.num_views = int(cfg.get("augmentation", {}).get("views", 1))
         self.suite = None  # ValidationSuite (attach_suite); holds no tensors, so it is not part of the checkpoint
         self.val_sizes: list[int] = []
