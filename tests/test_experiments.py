@@ -76,3 +76,15 @@ def test_experiment_runs_debug_smoke(name, tmp_path):
     cmd = [sys.executable, "main.py", f"experiment={name}", "debug=smoke", f"hydra.run.dir={tmp_path}"]
     result = subprocess.run(cmd, cwd=CONF.parent, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_real_data_recipe_overrides_the_cpu_ablation_schedule():
+    """`experiment=qgface data=vggface2 optim=qgface_recipe`: the paper's lr and milestones, not the CPU ablation's."""
+    from tasks.config_schema import compose_config
+
+    cfg = compose_config(["experiment=qgface", "data=vggface2", "backbone=ir_34", "optim=qgface_recipe",
+                          "trainer.max_epochs=12"])
+    assert (cfg.data.name, cfg.backbone.name, cfg.objective.name) == ("vggface2", "ir_34", "qgface")
+    assert cfg.optim.lr == 0.2 and list(cfg.optim.milestones) == [6, 9] and cfg.trainer.max_epochs == 12
+    ablation = compose_config(["experiment=qgface"])
+    assert ablation.optim.lr == 0.1 and list(ablation.optim.milestones) == [3, 4]
