@@ -14,3 +14,12 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared test data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def weights(shared_data) -> Path:
+    """The MTCNN weights of ../shared/data (npz layout)."""
+    path = shared_data / "mtcnn" / "mtcnn_weights.npz"
+    if not path.is_file():
+        pytest.skip(f"MTCNN weights not found at {path}")
+    return path

@@ -19,14 +19,6 @@ MIN_FACE = 40  # faces here are >= 60 px: a shorter pyramid keeps the tests fast
 
 
 @pytest.fixture(scope="module")
-def weights(shared_data) -> Path:
-    path = shared_data / "mtcnn" / "mtcnn_weights.npz"
-    if not path.is_file():
-        pytest.skip(f"MTCNN weights not found at {path}")
-    return path
-
-
-@pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
     return models.build_backbone("tiny").eval()

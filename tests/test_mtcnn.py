@@ -23,14 +23,6 @@ GROUPS = ["office1.jpg", "office2.jpg", "office3.jpg", "office4.jpg", "office5.j
 
 
 @pytest.fixture(scope="module")
-def weights(shared_data) -> Path:
-    path = shared_data / "mtcnn" / "mtcnn_weights.npz"
-    if not path.is_file():
-        pytest.skip(f"MTCNN weights not found at {path}")
-    return path
-
-
-@pytest.fixture(scope="module")
 def detector(weights) -> MTCNN:
     return MTCNN(weights)
 
