@@ -40,20 +40,13 @@ def _shortcut(in_ch: int, out_ch: int, stride: int) -> nn.Module:
     return nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
 
 
-class BasicBlockIR(nn.Module):
-    """BN-Conv3x3-BN-PReLU-Conv3x3(stride)-BN plus shortcut; no activation after the sum."""
+class _ResidualUnit(nn.Module):
+    """`res_layer(x) + shortcut_layer(x)`, no activation after the sum (AdaFace's key names); optional SE block."""
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int, use_se: bool = False):
+    def __init__(self, res_layer: nn.Sequential, in_ch: int, out_ch: int, stride: int, use_se: bool):
         super().__init__()
         self.shortcut_layer = _shortcut(in_ch, out_ch, stride)
-        self.res_layer = nn.Sequential(
-            nn.BatchNorm2d(in_ch),
-            nn.Conv2d(in_ch, out_ch, 3, 1, 1, bias=False),
-            nn.BatchNorm2d(out_ch),
-            nn.PReLU(out_ch),
-            nn.Conv2d(out_ch, out_ch, 3, stride, 1, bias=False),
-            nn.BatchNorm2d(out_ch),
-        )
+        self.res_layer = res_layer
         if use_se:
             self.res_layer.add_module("se_block", SEModule(out_ch, 16))
 
@@ -61,14 +54,27 @@ class BasicBlockIR(nn.Module):
         return self.res_layer(x) + self.shortcut_layer(x)
 
 
-class BottleneckIR(nn.Module):
+class BasicBlockIR(_ResidualUnit):
+    """BN-Conv3x3-BN-PReLU-Conv3x3(stride)-BN plus shortcut."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int, use_se: bool = False):
+        res_layer = nn.Sequential(
+            nn.BatchNorm2d(in_ch),
+            nn.Conv2d(in_ch, out_ch, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(out_ch),
+            nn.PReLU(out_ch),
+            nn.Conv2d(out_ch, out_ch, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(out_ch),
+        )
+        super().__init__(res_layer, in_ch, out_ch, stride, use_se)
+
+
+class BottleneckIR(_ResidualUnit):
     """1x1 reduce -> 3x3 -> 1x1(stride) expand (width/4 inside), pre-activation BN, plus shortcut."""
 
     def __init__(self, in_ch: int, out_ch: int, stride: int, use_se: bool = False):
-        super().__init__()
         mid = out_ch // 4
-        self.shortcut_layer = _shortcut(in_ch, out_ch, stride)
-        self.res_layer = nn.Sequential(
+        res_layer = nn.Sequential(
             nn.BatchNorm2d(in_ch),
             nn.Conv2d(in_ch, mid, 1, 1, 0, bias=False),
             nn.BatchNorm2d(mid),
@@ -79,11 +85,7 @@ class BottleneckIR(nn.Module):
             nn.Conv2d(mid, out_ch, 1, stride, 0, bias=False),
             nn.BatchNorm2d(out_ch),
         )
-        if use_se:
-            self.res_layer.add_module("se_block", SEModule(out_ch, 16))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.res_layer(x) + self.shortcut_layer(x)
+        super().__init__(res_layer, in_ch, out_ch, stride, use_se)
 
 
 def init_face_weights(module: nn.Module) -> None:

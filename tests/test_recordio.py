@@ -259,12 +259,16 @@ def test_forked_dataloader_workers_read_the_right_records(tmp_path):
     record.close()
 
 
-def test_reader_pickles_for_spawned_workers(pair):
+def _read_in_child(reader: MXIndexedRecordIO, key: int) -> tuple[bytes, list]:
+    return reader.read_idx(key), list(reader.keys)
+
+
+def test_reader_travels_to_spawned_workers(pair):
+    """A reader handed to a spawn-started process (pickled there and back by multiprocessing) reads by key."""
     idx, rec = pair
-    with MXIndexedRecordIO(idx, rec, "r") as r:
-        clone = pickle.loads(pickle.dumps(r))
-    assert clone.read_idx(2) == b"third" and clone.keys == [0, 1, 2]
-    clone.close()
+    with MXIndexedRecordIO(idx, rec, "r") as r, multiprocessing.get_context("spawn").Pool(1) as pool:
+        data, keys = pool.apply(_read_in_child, (r, 2))
+    assert data == b"third" and keys == [0, 1, 2]
     with MXIndexedRecordIO(idx, rec, "w") as w, pytest.raises(RecordIOError, match="cannot be pickled"):
         pickle.dumps(w)
 

@@ -45,14 +45,18 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
-def evaluate(embeddings: np.ndarray, actual_issame, nrof_folds: int = 10):
-    """Vectorised 10-fold evaluation -> (tpr [T], fpr [T], accuracy [folds], best_thresholds [folds])."""
+def _pairs_and_folds(embeddings, actual_issame, nrof_folds: int):
+    """Pair distances, labels (both cut to the shorter) and the contiguous fold bounds."""
     dist = pair_distances(embeddings)
     issame = np.asarray(actual_issame, dtype=bool)
     n = min(len(issame), len(dist))
-    dist, issame = dist[:n], issame[:n]
+    return dist[:n], issame[:n], fold_bounds(n, nrof_folds)
+
+
+def evaluate(embeddings: np.ndarray, actual_issame, nrof_folds: int = 10):
+    """Vectorised 10-fold evaluation -> (tpr [T], fpr [T], accuracy [folds], best_thresholds [folds])."""
+    dist, issame, folds = _pairs_and_folds(embeddings, actual_issame, nrof_folds)
     thresholds = THRESHOLDS
-    folds = fold_bounds(n, nrof_folds)
 
     # per fold and threshold: positives predicted same (tp) and negatives predicted same (fp)
     tp = np.stack([_counts_below(dist[a:b][issame[a:b]], thresholds) for a, b in folds])
@@ -85,17 +89,13 @@ def _accuracy_at(threshold, dist, issame):
 
 def evaluate_loop(embeddings: np.ndarray, actual_issame, nrof_folds: int = 10):
     """Plain loop over folds and thresholds: the rule written out, for tests and the benchmark."""
-    dist = pair_distances(embeddings)
-    issame = np.asarray(actual_issame, dtype=bool)
-    n = min(len(issame), len(dist))
-    dist, issame = dist[:n], issame[:n]
+    dist, issame, folds = _pairs_and_folds(embeddings, actual_issame, nrof_folds)
     thresholds = THRESHOLDS
-    folds = fold_bounds(n, nrof_folds)
     tprs = np.zeros((nrof_folds, len(thresholds)))
     fprs = np.zeros((nrof_folds, len(thresholds)))
     accuracy = np.zeros(nrof_folds)
     best_thresholds = np.zeros(nrof_folds)
-    indices = np.arange(n)
+    indices = np.arange(len(dist))
     for f, (a, b) in enumerate(folds):
         test = indices[a:b]
         train = np.concatenate([indices[:a], indices[b:]])
