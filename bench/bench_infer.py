@@ -21,8 +21,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dataset.align import align_face  # noqa: E402
-from tasks.embed import TorchBackend  # noqa: E402
+from alignment.align import align_face  # noqa: E402
+from inference.backends import TorchBackend  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 
@@ -33,7 +33,7 @@ def bench_detection(repeats: int) -> None:
     if not weights.is_file() or not photos:
         print(f"detection: skipped (no weights/photos under {SHARED})")
         return
-    from models.mtcnn import MTCNN
+    from alignment.mtcnn import MTCNN
 
     detector = MTCNN(weights)
     images = [cv2.imread(str(p)) for p in photos]

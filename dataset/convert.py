@@ -3,7 +3,7 @@
 - `make_rec`: QGFace-compatible packing of a list of image paths (key i = position i).
 - `write_insightface_rec` / `pack_identity_folders`: InsightFace `train.rec`/`train.idx` (header0 + identity records).
 - `unpack_rec`: a `.rec` back into `<out>/<label>/<key>.<ext>` image folders.
-- `load_bin` / `write_bin`: verification `.bin` pickles, loaded through a restricted unpickler.
+- `load_bin` / `write_bin` (defined in `dataset.formats`, re-exported here): verification `.bin` pickles.
 
 Every writer works under temporary names and renames the `.rec` first and the `.idx` last, so an interrupted run
 never leaves a pair that looks complete. Command line: `python -m dataset.convert --help`.
@@ -12,10 +12,8 @@ never leaves a pair that looks complete. Command line: `python -m dataset.conver
 from __future__ import annotations
 
 import argparse
-import io
 import itertools
 import os
-import pickle
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from dataset import recordio
+from dataset.formats import (  # noqa: F401  (re-exported: `from dataset.convert import load_bin` keeps working)
+    UnsafeBinError,
+    encode_image,
+    image_keys,
+    label_to_int,
+    load_bin,
+    open_rec,
+    write_bin,
+)
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 _HEADER0_LABEL_SIZE = 2
@@ -51,18 +58,6 @@ def _ordered_parallel_map(func: Callable, items: Iterable, num_workers: int) -> 
             if not chunk:
                 return
             yield from pool.map(func, chunk)
-
-
-def _encode_image(img, quality: int = 95) -> bytes:
-    """Image argument of a writer -> encoded bytes (bytes are stored unchanged, arrays encoded as JPEG, BGR)."""
-    if isinstance(img, (bytes, bytearray, memoryview)):
-        return bytes(img)
-    import cv2
-
-    ok, buf = cv2.imencode(".jpg", np.asarray(img), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError(f"OpenCV failed to encode an image of shape {np.shape(img)}")
-    return buf.tobytes()
 
 
 def _image_ext(payload: bytes) -> str:
@@ -159,7 +154,7 @@ def make_rec(
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if img is None:
             raise ValueError(f"make_rec: cannot decode image {file}")
-        return _encode_image(img, quality)
+        return encode_image(img, quality)
 
     with _AtomicRecPair(data_root, dataset_name) as writer:
         encoded = _ordered_parallel_map(load, paths, workers)
@@ -196,7 +191,7 @@ def write_insightface_rec(
 
     def encode(item):
         img, label = item
-        return _encode_image(img, quality), int(label)
+        return encode_image(img, quality), int(label)
 
     with _AtomicRecPair(out_dir, name) as writer:
         # header0 goes first with placeholder values; it has a fixed size, so it is patched in place at the end.
@@ -260,41 +255,6 @@ def pack_identity_folders(root, out_dir, name: str = "train", num_workers: int |
     return stats
 
 
-# ---------------------------------------------------------------- reading packs
-
-
-def label_to_int(label) -> int:
-    """Scalar label or array label ([class_id, aligned_flag]) -> class id."""
-    if isinstance(label, np.ndarray):
-        if label.size == 0:
-            raise ValueError("empty label array")
-        return int(label.reshape(-1)[0])
-    return int(label)
-
-
-def image_keys(record: recordio.MXIndexedRecordIO) -> list:
-    """Keys of the image records: `range(1, header0.label[0])` when key 0 is an InsightFace header0
-    (flag > 0 and empty payload), else every key of the index in file order."""
-    if 0 in record.idx:
-        header, payload = recordio.unpack(record.read_idx(0))
-        if header.flag > 0 and len(payload) == 0:
-            end = int(header.label[0])
-            keys = [k for k in record.keys if isinstance(k, int) and 1 <= k < end]
-            if len(keys) != end - 1:
-                raise recordio.RecordIOError(
-                    f"{record.uri}: header0 announces images at keys 1..{end - 1} but the index "
-                    f"{record.idx_path} holds {len(keys)} of them"
-                )
-            return keys
-    return list(record.keys)
-
-
-def open_rec(rec_path, idx_path=None) -> recordio.MXIndexedRecordIO:
-    """Open `<x>.rec` for random access with its `<x>.idx` (or the given index)."""
-    rec_path = Path(rec_path)
-    idx_path = Path(idx_path) if idx_path is not None else rec_path.with_suffix(".idx")
-    return recordio.MXIndexedRecordIO(idx_path, rec_path, "r")
-
 
 def unpack_rec(rec_path, out_dir, swap_rb: bool = False, limit: int | None = None, progress: bool = True) -> int:
     """Write every image record of `rec_path` to `<out_dir>/<label>/<key>.<ext>`; returns the image count.
@@ -313,117 +273,13 @@ def unpack_rec(rec_path, out_dir, swap_rb: bool = False, limit: int | None = Non
                 img = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
                 if img is None:
                     raise ValueError(f"{rec_path}: cannot decode image at key {key}")
-                payload, ext = _encode_image(img[..., ::-1]), ".jpg"
+                payload, ext = encode_image(img[..., ::-1]), ".jpg"
             folder = out_dir / str(label_to_int(header.label))
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"{key}{ext}").write_bytes(payload)
     return len(keys)
 
 
-# ---------------------------------------------------------------- verification .bin
-
-
-class UnsafeBinError(ValueError):
-    """A `.bin` pickle asked for something other than the plain types these files contain."""
-
-
-def _numpy_dtype(name, align=False, copy=False):
-    name = name.decode("latin1") if isinstance(name, bytes) else name
-    if np.dtype(name) != np.bool_:
-        raise UnsafeBinError(f"refused numpy dtype {name!r}: only bool is expected in a .bin file")
-    return np.dtype(name)
-
-
-def _numpy_scalar(dtype, data=None):
-    if not isinstance(dtype, np.dtype) or dtype != np.bool_:
-        raise UnsafeBinError(f"refused numpy scalar of dtype {dtype!r}: only bool is expected in a .bin file")
-    if isinstance(data, str):
-        data = data.encode("latin1")
-    if not isinstance(data, bytes) or len(data) != 1:
-        raise UnsafeBinError("malformed numpy bool scalar in .bin file")
-    return np.bool_(data != b"\x00")
-
-
-def _codecs_encode(text, encoding="utf-8"):
-    # Python 3 pickles of bytes at protocol < 3 go through _codecs.encode(str, 'latin1').
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise UnsafeBinError("refused _codecs.encode call in .bin file")
-    return text.encode("latin1")
-
-
-_ALLOWED_GLOBALS = {
-    ("_codecs", "encode"): _codecs_encode,
-    ("numpy", "dtype"): _numpy_dtype,
-    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
-    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
-    ("builtins", "bytes"): bytes,
-    ("builtins", "bool"): bool,
-    ("__builtin__", "bool"): bool,
-}
-
-
-class _BinUnpickler(pickle.Unpickler):
-    """Admits only the callables above (each a guarded stand-in); anything else is refused before it runs."""
-
-    def __init__(self, file, path: str):
-        super().__init__(file, encoding="bytes")  # Python 2 str -> bytes, as the image blobs need
-        self._path = path
-
-    def find_class(self, module, name):
-        try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise UnsafeBinError(
-                f"{self._path}: refused to load: the pickle references {module}.{name}, which a verification "
-                ".bin file never contains (only tuple/list/bytes/bool are allowed)"
-            ) from None
-
-    def persistent_load(self, pid):
-        raise UnsafeBinError(f"{self._path}: refused to load: persistent ids are not allowed")
-
-
-def load_bin(path) -> tuple[list[bytes], list[bool]]:
-    """Load an InsightFace verification `.bin` -> (bins: 2N encoded images, issame: N bools), safely."""
-    path = str(path)
-    with open(path, "rb") as f:
-        data = f.read()
-    try:
-        obj = _BinUnpickler(io.BytesIO(data), path).load()
-    except UnsafeBinError as e:
-        raise UnsafeBinError(str(e) if str(e).startswith(path) else f"{path}: {e}") from None
-    except Exception as e:  # truncated / not a pickle
-        raise ValueError(f"{path}: not a readable .bin pickle: {type(e).__name__}: {e}") from None
-    if not isinstance(obj, (tuple, list)) or len(obj) != 2:
-        raise ValueError(f"{path}: expected a pickled (bins, issame_list) pair, got {type(obj).__name__}")
-    bins, issame = obj
-    if not isinstance(bins, (list, tuple)) or not all(isinstance(b, (bytes, bytearray)) for b in bins):
-        raise ValueError(f"{path}: bins must be a list of encoded image byte strings")
-    if not isinstance(issame, (list, tuple)) or not all(isinstance(s, (bool, np.bool_)) for s in issame):
-        raise ValueError(f"{path}: issame_list must be a list of booleans")
-    if len(bins) != 2 * len(issame):
-        raise ValueError(f"{path}: {len(bins)} images for {len(issame)} pairs (expected 2 per pair)")
-    return [bytes(b) for b in bins], [bool(s) for s in issame]
-
-
-def write_bin(path, bins: Sequence, issame: Sequence) -> Path:
-    """Write a verification `.bin` (images may be BGR arrays or encoded bytes); atomic via rename."""
-    blobs = [_encode_image(b) for b in bins]
-    flags = [bool(s) for s in issame]
-    if len(blobs) != 2 * len(flags):
-        raise ValueError(f"write_bin: {len(blobs)} images for {len(flags)} pairs (expected 2 per pair)")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            pickle.dump((blobs, flags), f, protocol=4)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-# ---------------------------------------------------------------- command line
 
 
 def _rec_info(rec_path) -> str:

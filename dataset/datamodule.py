@@ -1,4 +1,4 @@
-"""LightningDataModule: the training `.rec` (one or two views) and one loader per validation set.
+"""LightningDataModule: the training `.rec` (one or two views) and one loader per validation dataset it is given.
 
 `resolve_training_data(cfg)` runs before the model is built (the head needs the class count): it builds/reuses the
 synthetic benchmark when the data config asks for it, checks the dataset facts against the `.rec`, and explains what
@@ -31,7 +31,7 @@ class TrainingData:
 
 def synthetic_root(cache_dir: str, preset: str, seed: int) -> Path:
     """Build (or reuse) a synthetic benchmark preset; returns its cache folder (train/, val/, raw/)."""
-    from dataset import synthetic
+    from dataset.synthetic import builder as synthetic
 
     return Path(synthetic.build(Path(cache_dir), preset, seed))
 
@@ -77,18 +77,6 @@ def resolve_validation_root(cfg) -> Path:
     return synthetic_root(cfg.paths.cache_dir, val.preset, val.seed) / "val"
 
 
-def build_suite(cfg, root: Path | None = None):
-    """ValidationSuite for the configured sets (None when no set is enabled)."""
-    val = cfg.validation
-    if not val.sets:
-        return None
-    from validation.suite import ValidationSuite
-
-    root = resolve_validation_root(cfg) if root is None else root
-    return ValidationSuite(list(val.sets), str(root), fusion=val.fusion, ijb_feature=val.ijb_feature,
-                           **dict(val.kwargs))
-
-
 def build_transform(node, flip: bool):
     """Instantiate an optional `_target_` transform node and append the random flip."""
     from dataset.augment import Compose, RandomHorizontalFlip
@@ -114,11 +102,13 @@ def seed_worker(worker_id: int) -> None:
 
 
 class FaceDataModule(pl.LightningDataModule):
-    def __init__(self, cfg, training: TrainingData | None = None, suite=None):
+    def __init__(self, cfg, training: TrainingData | None = None, val_datasets=()):
+        """val_datasets: the validation sets' torch datasets, in order (the caller builds them: the data layer does
+        not know about validation protocols)."""
         super().__init__()
         self.cfg = cfg
         self.training = training
-        self.suite = suite
+        self.val_datasets = list(val_datasets)
         self.train_set: Dataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -155,6 +145,4 @@ class FaceDataModule(pl.LightningDataModule):
         return self._loader(self.train_set, self.cfg.data.batch_size, train=True)
 
     def val_dataloader(self) -> list[DataLoader]:
-        if self.suite is None:
-            return []
-        return [self._loader(ds, self.cfg.data.val_batch_size, train=False) for ds in self.suite.datasets()]
+        return [self._loader(ds, self.cfg.data.val_batch_size, train=False) for ds in self.val_datasets]

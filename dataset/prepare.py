@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from dataset.align import align_face
+from alignment.align import align_face
 from dataset.evalsets import write_packed_set
 
 SIZE = 112
@@ -90,7 +90,7 @@ _MTCNN = None
 def _init_mtcnn(weights, min_face_size):
     global _MTCNN
     if weights is not False:  # False = aligned release, no detector needed
-        from models.mtcnn import MTCNN
+        from alignment.mtcnn import MTCNN
 
         _MTCNN = MTCNN(weights, min_face_size=min_face_size)
 

@@ -4,10 +4,9 @@ The attribute names `model` and `head` match AdaFace's own LightningModule, so o
 (and `models.load_pretrained` keeps `model.*` keys). The module takes a plain dict config (never an OmegaConf
 object): Lightning 2.6 loads checkpoints with `weights_only=True`, so hyper-parameters must be plain containers.
 
-Validation (evaluation.md section 5): each validation set returns `(image, index)`; every rank embeds its shard
-with and without horizontal flip, the `(index, emb, norm, emb_flip, norm_flip)` tensors are all-gathered once per
-epoch (padded to the same size first: all_gather needs equal shapes), duplicates from the padding sampler are
-dropped by index, and every rank computes the same metrics (deterministic), which are logged unsynchronised.
+Validation (docs/evaluation.md section 5): each validation set returns `(image, index)`; every rank embeds its shard
+with and without horizontal flip; `validation.gather` collects every rank's rows once per epoch, and every rank
+computes the same metrics (deterministic), which are logged unsynchronised.
 """
 
 import bisect
@@ -22,6 +21,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
 from models import build_backbone, preprocess
+from validation.gather import gather_set
 
 log = logging.getLogger(__name__)
 
@@ -177,14 +177,7 @@ class FaceRecognitionModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self.suite is None:
             return
-        metrics: dict[str, float] = {}
-        for set_idx in range(len(self.suite.names)):
-            index, emb, norm, emb_flip, norm_flip = self._gather_set(set_idx)
-            if self.keep_val_embeddings:
-                self.last_val_embeddings[self.suite.names[set_idx]] = {
-                    "index": index, "emb": emb, "norm": norm, "emb_flip": emb_flip, "norm_flip": norm_flip}
-            metrics.update(self.suite.compute(set_idx, emb, norm, emb_flip, norm_flip))
-        metrics.update(self._aggregate(metrics))
+        metrics = self.suite.evaluate(self._gathered_sets())  # one set's embeddings in memory at a time
         with warnings.catch_warnings():  # Lightning suggests sync_dist: the values are already global
             warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
             for name, value in metrics.items():
@@ -195,46 +188,13 @@ class FaceRecognitionModule(pl.LightningModule):
                        f"{self.suite.summary(metrics)}")
         self._val_outputs = {}
 
-    def _aggregate(self, metrics: dict[str, float]) -> dict[str, float]:
-        all_avg = getattr(self.suite, "all_avg", None)
-        if all_avg is None or "val/all_avg" in metrics:
-            return {}
-        value = all_avg(metrics)
-        return {} if value is None else {"val/all_avg": float(value)}
-
-    def _gather_set(self, set_idx: int) -> tuple[np.ndarray, ...]:
-        """All ranks' (index, emb, norm, emb_flip, norm_flip) for one set: deduplicated, sorted by index, numpy."""
-        parts = self._val_outputs.get(set_idx, [])
+    def _gathered_sets(self):
+        """Per set, every rank's (emb, norm, emb_flip, norm_flip), de-duplicated and in dataset order."""
         dim = self.model.meta.get("embedding_size", 512)
-        if parts:
-            index = torch.cat([p[0] for p in parts])
-            packed = torch.cat([torch.cat(p[1:], dim=1) for p in parts])  # [N, D + 1 + D + 1]: one gather, not four
-        else:  # a rank without samples still takes part in the collectives
-            index, packed = torch.zeros(0, dtype=torch.long), torch.zeros(0, 2 * dim + 2)
-        if self.trainer.world_size > 1:
-            index, packed = self._all_gather_padded([index, packed])
-        index = index.numpy()
-        keep = index >= 0
-        index, packed = index[keep], packed.numpy()[keep]
-        index, first = np.unique(index, return_index=True)  # sorted; the padding sampler's duplicates dropped
-        packed = packed[first]
-        expected = self.val_sizes[set_idx]
-        if len(index) != expected or (expected and index[-1] != expected - 1):
-            raise RuntimeError(f"validation set {self.suite.names[set_idx]!r}: embedded {len(index)} of {expected} "
-                               "samples (limit_val_batches < 1.0?); its metrics would be wrong")
-        packed = np.ascontiguousarray(packed)
-        emb, norm = packed[:, :dim], packed[:, dim:dim + 1]
-        emb_flip, norm_flip = packed[:, dim + 1:2 * dim + 1], packed[:, 2 * dim + 1:]
-        return index, emb, norm, emb_flip, norm_flip
-
-    def _all_gather_padded(self, local: list[torch.Tensor]) -> list[torch.Tensor]:
-        """all_gather tensors whose row count may differ per rank: pad to the max with index -1, gather, flatten."""
-        n = torch.tensor([local[0].shape[0]], device=self.device)
-        n_max = int(self.all_gather(n).max())
-        out = []
-        for i, t in enumerate(local):
-            pad = torch.full((n_max - t.shape[0], *t.shape[1:]), -1 if i == 0 else 0, dtype=t.dtype)
-            padded = torch.cat([t, pad]).to(self.device)  # under NCCL the gathered tensors must be on the GPU
-            gathered = self.all_gather(padded)  # [world, n_max, ...]
-            out.append(gathered.reshape(-1, *t.shape[1:]).cpu())
-        return out
+        for set_idx, name in enumerate(self.suite.names):
+            index, *arrays = gather_set(self._val_outputs.get(set_idx, []), dim, self.val_sizes[set_idx], name,
+                                        self.trainer.world_size, self.all_gather, self.device)
+            if self.keep_val_embeddings:
+                self.last_val_embeddings[name] = dict(zip(("index", "emb", "norm", "emb_flip", "norm_flip"),
+                                                          [index, *arrays], strict=True))
+            yield arrays

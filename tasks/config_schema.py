@@ -5,12 +5,15 @@ Each schema is stored as `<group>/<group>_schema` and listed first in that group
 are checked by `validate_config` (a top-level schema would reject the new groups other features add).
 """
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from validation.protocols import STANDARD_SETS
 
 TASKS = ("train", "evaluate", "export", "embed", "compare")
 
@@ -93,11 +96,13 @@ class ValidationConf:
     preset: str = "demo"
     seed: int = 0
     fusion: str = "pre_norm_add"
-    ijb_feature: str = "unit"
+    swap_rb: bool = False  # sets whose images were stored RGB
     interval: int = 1  # validate every N epochs
     monitor: str = "val/hq_avg"
     mode: str = "max"
-    kwargs: dict[str, Any] = field(default_factory=dict)  # extra ValidationSuite arguments
+    # every known set, name -> {kind, path, options} (validation.protocols); `sets` picks the enabled ones.
+    # A YAML adds a set of an existing kind under protocols.<name>; options are overridable by name.
+    protocols: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(STANDARD_SETS))
 
 
 @dataclass

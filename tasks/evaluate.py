@@ -14,10 +14,11 @@ import numpy as np
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
-from dataset.datamodule import FaceDataModule, build_suite
+from dataset.datamodule import FaceDataModule
 from models.lit_module import FaceRecognitionModule
-from tasks.run_info import markdown_table, write_metrics, write_run_info
-from tasks.train import trainer_kwargs
+from tasks.run_info import write_metrics, write_run_info
+from tasks.train import build_suite, trainer_kwargs
+from validation.report import metrics_markdown, save_roc_png
 
 log = logging.getLogger(__name__)
 FIELDS = ("index", "emb", "norm", "emb_flip", "norm_flip")
@@ -53,50 +54,19 @@ def embed_sets(cfg: DictConfig, suite, keep: bool) -> tuple[dict[str, float], di
                 "check_val_every_n_epoch", "num_sanity_val_steps", "log_every_n_steps", "limit_train_batches"):
         kwargs.pop(key, None)
     trainer = pl.Trainer(**kwargs, logger=False, callbacks=[])
-    trainer.validate(module, datamodule=FaceDataModule(cfg, None, suite), verbose=False)
+    trainer.validate(module, datamodule=FaceDataModule(cfg, None, suite.datasets()), verbose=False)
     return module.last_val_metrics, module.last_val_embeddings, trainer.is_global_zero
 
 
 def score_cached(suite, per_set: dict[str, dict[str, np.ndarray]]) -> dict[str, float]:
-    metrics: dict[str, float] = {}
-    for i, name in enumerate(suite.names):
-        e = per_set[name]
-        metrics.update(suite.compute(i, e["emb"], e["norm"], e["emb_flip"], e["norm_flip"]))
-    all_avg = getattr(suite, "all_avg", None)
-    if all_avg is not None and "val/all_avg" not in metrics:
-        value = all_avg(metrics)
-        if value is not None:
-            metrics["val/all_avg"] = float(value)
-    return metrics
+    return suite.evaluate((per_set[n]["emb"], per_set[n]["norm"], per_set[n]["emb_flip"], per_set[n]["norm_flip"])
+                          for n in suite.names)
 
 
 def write_roc_curves(suite, out_dir: Path) -> list[Path]:
-    """ROC PNG per IJB set, when the suite keeps the last scores (`suite.roc(name) -> (fpr, tpr)`)."""
-    roc = getattr(suite, "roc", None)
-    if roc is None:
-        return []
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    written = []
-    for name in suite.names:
-        if not name.startswith("ijb"):
-            continue
-        curve = roc(name)
-        if curve is None:
-            continue
-        fpr, tpr = curve
-        fig, ax = plt.subplots(figsize=(5, 4))
-        ax.plot(np.clip(fpr, 1e-7, 1), tpr)
-        ax.set(xscale="log", xlim=(1e-6, 1), ylim=(0, 1), xlabel="FAR", ylabel="TAR", title=f"{name} 1:1 ROC")
-        ax.grid(True, which="both", alpha=0.3)
-        path = out_dir / f"roc_{name}.png"
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-        plt.close(fig)
-        written.append(path)
-    return written
+    """`roc_<set>.png` per set whose protocol drew ROC curves (IJB)."""
+    return [save_roc_png({name: curve}, out_dir / f"roc_{name}.png", title=f"{name} 1:1 ROC")
+            for name, curve in suite.curves().items()]
 
 
 def run_evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -117,7 +87,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
     if is_zero:
         write_run_info(cfg, out_dir)
         write_metrics(metrics, out_dir)
-        (out_dir / "metrics.md").write_text(markdown_table(metrics))
+        (out_dir / "metrics.md").write_text(metrics_markdown(metrics))
         if cfg.evaluate.roc_png:
             write_roc_curves(suite, out_dir)
         print(f"\nevaluation of {cfg.checkpoint or cache} ({cfg.backbone.name}):\n{suite.summary(metrics)}\n"

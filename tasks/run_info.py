@@ -54,9 +54,3 @@ def write_metrics(metrics: dict, out_dir: Path) -> Path:
     flat = {k: float(v) for k, v in sorted(metrics.items())}
     path.write_text(json.dumps(flat, indent=2) + "\n")
     return path
-
-
-def markdown_table(metrics: dict) -> str:
-    lines = ["| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {float(v):.4f} |" for k, v in sorted(metrics.items())]
-    return "\n".join(lines) + "\n"

@@ -10,9 +10,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
-from dataset.datamodule import FaceDataModule, build_suite, resolve_training_data
+from dataset.datamodule import FaceDataModule, resolve_training_data, resolve_validation_root
 from models.lit_module import FaceRecognitionModule
-from tasks.run_info import markdown_table, write_metrics, write_run_info
+from tasks.run_info import write_metrics, write_run_info
+from validation.report import metrics_markdown
+from validation.suite import ValidationSuite
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,14 @@ def check_sweep_strategy(cfg: DictConfig) -> None:
                          "hydra.launcher.tasks_per_node=<trainer.devices> (see the README)")
 
 
+def build_suite(cfg: DictConfig) -> ValidationSuite | None:
+    """The configured validation sets (None when none is enabled); the synthetic build provides the root when
+    validation.root is null."""
+    if not cfg.validation.sets:
+        return None
+    return ValidationSuite.from_config(cfg.validation, resolve_validation_root(cfg))
+
+
 def run_train(cfg: DictConfig) -> dict[str, float]:
     started = time.time()
     check_sweep_strategy(cfg)
@@ -106,7 +116,7 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
 
     module = FaceRecognitionModule(OmegaConf.to_container(cfg, resolve=True), num_classes=training.num_classes)
     module.attach_suite(suite)
-    datamodule = FaceDataModule(cfg, training, suite)
+    datamodule = FaceDataModule(cfg, training, suite.datasets() if suite is not None else ())
     loggers = build_loggers(cfg)
     trainer = pl.Trainer(**trainer_kwargs(cfg), callbacks=build_callbacks(cfg, suite is not None, bool(loggers)),
                          logger=loggers or False)
@@ -129,5 +139,5 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
                   f"{suite.summary(module.last_val_metrics)}")
         print(f"run dir: {out_dir}\nmetrics: {path}  (train {metrics['train/wall_s']:.0f} s, "
               f"{trainer.global_step} steps)")
-        (out_dir / "metrics.md").write_text(markdown_table(metrics))
+        (out_dir / "metrics.md").write_text(metrics_markdown(metrics))
     return metrics

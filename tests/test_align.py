@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dataset.align import ARCFACE_TEMPLATE, align_face, estimate_similarity, scface_template_4pt
+from alignment.align import ARCFACE_TEMPLATE, align_face, estimate_similarity, scface_template_4pt
 
 
 def _similarity(scale, angle_deg, tx, ty):

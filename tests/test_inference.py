@@ -10,9 +10,10 @@ import pytest
 import torch
 
 import models
-from dataset.align import align_face
-from tasks.compare import run_compare
-from tasks.embed import OnnxBackend, TorchBackend, build_backend, run_embed
+from alignment.align import align_face
+from inference.compare import run_compare
+from inference.backends import OnnxBackend, TorchBackend, build_backend
+from inference.embedder import run_embed
 
 PHOTOS = ["img1.jpeg", "img2.jpeg", "img3.jpeg"]
 MIN_FACE = 40  # faces here are >= 60 px: a shorter pyramid keeps the tests fast on a busy 2-core machine
@@ -56,7 +57,7 @@ def test_embed_writes_every_output(photo_dir, weights, tiny, tmp_path):
     assert [(Path(r["path"]).name, r["reason"]) for r in _read_csv(out / "skipped.csv")] == [
         ("blank.png", "no face detected")]
     # Row order: row 1 is img2 (re-embed its crop directly; batch composition must not matter in eval mode).
-    from models.mtcnn import MTCNN
+    from alignment.mtcnn import MTCNN
 
     img = cv2.imread(str(photo_dir / "img2.jpeg"))
     _, landmarks = MTCNN(weights, min_face_size=MIN_FACE).detect(img)

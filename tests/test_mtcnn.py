@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from dataset.align import ARCFACE_TEMPLATE, align_face
-from models.mtcnn import (
+from alignment.align import ARCFACE_TEMPLATE, align_face
+from alignment.mtcnn import (
     MTCNN,
     NET_NAMES,
     WEIGHTS_ENV,

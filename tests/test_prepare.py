@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dataset.align import ARCFACE_TEMPLATE, scface_template_4pt
+from alignment.align import ARCFACE_TEMPLATE, scface_template_4pt
 from dataset.evalsets import PackedSet
 from dataset.prepare import main as prepare_main
 from dataset.prepare import parse_scface_layout, prepare_ijb, prepare_tinyface

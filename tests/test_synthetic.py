@@ -12,10 +12,11 @@ import cv2
 import numpy as np
 import pytest
 
-from dataset import recordio, synthetic
+from dataset import recordio
 from dataset.convert import load_bin
 from dataset.evalsets import PackedSet
 from dataset.readers import TrainRecordDataset
+from dataset.synthetic import builder as synthetic
 
 PRE = synthetic.PRESETS["smoke"]
 MICRO = synthetic.Preset(train_ids=3, train_images=2, bin_pairs=20, tinyface_ids=2, tinyface_probes=1,
@@ -168,7 +169,7 @@ def test_ijbb_protocol_files_and_prepare_roundtrip(smoke, tmp_path):
 
 def test_loose_crop_landmarks_align_to_template(smoke):
     """The 5 points in ijbb_name_5pts_score.txt really are the face's: aligning the HQ crop recovers the face."""
-    from dataset.align import ARCFACE_TEMPLATE, estimate_similarity
+    from alignment.align import ARCFACE_TEMPLATE, estimate_similarity
 
     row = _read_rows(smoke / "raw/IJBB/meta/ijbb_name_5pts_score.txt")[0]
     lm = np.array(row[1:11], dtype=np.float64).reshape(5, 2)

@@ -1,11 +1,12 @@
-"""Evaluation metrics and validation sets for face recognition.
+"""Evaluation: validation protocols (plug-ins), metric maths, flip fusion, the suite, reports and the summarizer.
 
-The metric modules (verification, fusion, identification, ijb, summarize) are plain numpy and import without torch;
-`validation.sets` and `validation.suite.ValidationSuite.datasets()` import torch lazily.
+The metric modules (verification, fusion, identification, ijb, report, summarize) and the protocol registry are plain
+numpy and import without torch; datasets (`ValidationSuite.datasets()`) and `validation.gather` need torch.
 """
 
-HQ_SETS = ("lfw", "cfp_fp", "agedb_30", "calfw", "cplfw")
-LQ_SETS = ("tinyface", "scface", "ijbb", "ijbc")
-ALL_SETS = HQ_SETS + LQ_SETS
+from validation.protocols import HQ_SETS, STANDARD_SETS
 
-__all__ = ["HQ_SETS", "LQ_SETS", "ALL_SETS"]
+LQ_SETS = ("tinyface", "scface", "ijbb", "ijbc")
+ALL_SETS = tuple(STANDARD_SETS)
+
+__all__ = ["HQ_SETS", "LQ_SETS", "ALL_SETS", "STANDARD_SETS"]

@@ -66,19 +66,20 @@ def cmc(probe: np.ndarray, probe_labels, gallery: np.ndarray, gallery_labels, ra
     return {r: float(np.mean(first_hit < r) * 100.0) for r in ranks}
 
 
-def tinyface_metrics(emb: np.ndarray, labels, split, ranks=(1, 5, 20), chunk_size: int = DEFAULT_CHUNK):
-    """TinyFace: probes vs gallery_match + gallery_distractor -> {'tinyface/rank_k': percent}."""
+def tinyface_metrics(emb: np.ndarray, labels, split, ranks=(1, 5, 20), chunk_size: int = DEFAULT_CHUNK,
+                     prefix: str = "tinyface"):
+    """TinyFace: probes vs gallery_match + gallery_distractor -> {'<prefix>/rank_k': percent}."""
     split = np.asarray(split).astype(str)
     labels = np.asarray(labels)
     probe = split == "probe"
     gallery = np.isin(split, ["gallery_match", "gallery_distractor"])
     gal_labels = np.where(split[gallery] == "gallery_distractor", -1, labels[gallery])
     res = cmc(emb[probe], labels[probe], emb[gallery], gal_labels, ranks, chunk_size)
-    return {f"tinyface/rank_{r}": v for r, v in res.items()}
+    return {f"{prefix}/rank_{r}": v for r, v in res.items()}
 
 
-def scface_metrics(emb: np.ndarray, labels, split, distance) -> dict[str, float]:
-    """SCface: rank-1 of the probes of each distance (1, 2, 3) against the frontal gallery -> {'scface/dK': %}."""
+def scface_metrics(emb: np.ndarray, labels, split, distance, prefix: str = "scface") -> dict[str, float]:
+    """SCface: rank-1 of the probes of each distance (1, 2, 3) against the frontal gallery -> {'<prefix>/dK': %}."""
     split = np.asarray(split).astype(str)
     labels = np.asarray(labels)
     distance = np.asarray(distance).astype(int)
@@ -87,5 +88,5 @@ def scface_metrics(emb: np.ndarray, labels, split, distance) -> dict[str, float]
     for d in (1, 2, 3):
         probe = (split == "probe") & (distance == d)
         if probe.any():
-            out[f"scface/d{d}"] = cmc(emb[probe], labels[probe], emb[gallery], labels[gallery], (1,))[1]
+            out[f"{prefix}/d{d}"] = cmc(emb[probe], labels[probe], emb[gallery], labels[gallery], (1,))[1]
     return out

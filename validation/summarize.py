@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from validation.suite import all_avg, hq_avg, markdown_table
+from validation.report import averages, markdown_table
 
 COLUMNS = [("scface/d1", "SCface d1"), ("scface/d2", "SCface d2"), ("scface/d3", "SCface d3"),
            ("tinyface/rank_1", "TinyFace r1"), ("ijbb/tar_far_1e-4", "IJB-B TAR@1e-4"), ("val/hq_avg", "HQ avg"),
@@ -44,10 +44,7 @@ def read_metrics(job_dir: Path) -> tuple[dict | None, str]:
     if not isinstance(data, dict) or not data:
         return None, "empty metrics.json"
     metrics = {k: float(v) for k, v in data.items() if isinstance(v, (int, float))}
-    if "val/hq_avg" not in metrics and hq_avg(metrics) is not None:
-        metrics["val/hq_avg"] = hq_avg(metrics)
-    if "val/all_avg" not in metrics and all_avg(metrics) is not None:
-        metrics["val/all_avg"] = all_avg(metrics)
+    metrics.update(averages(metrics))
     return metrics, ""
 
 

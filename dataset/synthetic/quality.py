@@ -1,5 +1,5 @@
 """Image-quality degradations and capture for the synthetic benchmark: loose-crop placement, blur, downscale to a
-face size of 8-32 px, sensor noise and JPEG; plus re-alignment of a captured loose crop with ``dataset.align``."""
+face size of 8-32 px, sensor noise and JPEG; plus re-alignment of a captured loose crop with ``alignment.align``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import math
 import cv2
 import numpy as np
 
-from dataset.align import align_face
-from dataset.synthetic_render import noise_patch
+from alignment.align import align_face
+from dataset.synthetic.render import noise_patch
 
 # Face size (pixels across the 112-px aligned crop) and nuisance ranges per quality level. ``low`` is the harsh level
 # (10-16 px) used for SCface d1 and the worst IJB media; ``hq`` keeps full resolution and only re-encodes.

@@ -14,7 +14,7 @@
     DONE                                          build facts (JSON), written last
 
 A complete folder is reused; the build goes to a temporary sibling that is renamed at the end. Rendering (OpenCV,
-see ``dataset.synthetic_render``) runs in worker processes; every image has its own seed derived from
+see ``dataset.synthetic.render``) runs in worker processes; every image has its own seed derived from
 ``(seed, set, index)``, so the output is byte-identical for a given seed whatever the number of workers.
 ``GENERATOR_VERSION`` is part of the folder name: bump it whenever the output of any preset changes.
 """
@@ -37,8 +37,8 @@ import numpy as np
 
 from dataset.convert import write_bin, write_insightface_rec
 from dataset.evalsets import write_packed_set
-from dataset.synthetic_quality import align_captured, capture, encode_jpeg, loose_placement
-from dataset.synthetic_render import TAG_SAMPLE, _rng, identity_params, mugshot, render_face, sample_variation
+from dataset.synthetic.quality import align_captured, capture, encode_jpeg, loose_placement
+from dataset.synthetic.render import TAG_SAMPLE, _rng, identity_params, mugshot, render_face, sample_variation
 
 GENERATOR_VERSION = 2
 BIN_SETS = ("lfw", "cfp_fp", "agedb_30", "calfw", "cplfw")

@@ -16,7 +16,7 @@ import math
 import cv2
 import numpy as np
 
-from dataset.align import ARCFACE_TEMPLATE, estimate_similarity
+from alignment.align import ARCFACE_TEMPLATE, estimate_similarity
 
 SHIFT = 4  # fixed-point bits for sub-pixel drawing
 ONE = 1 << SHIFT
