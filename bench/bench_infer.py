@@ -3,7 +3,7 @@
     python bench/bench_infer.py [--threads 2] [--batch-size 32] [--archs tiny ir_50]
 
 CPU-seconds are printed too: on a shared machine they are steadier than wall-clock figures.
-Detection uses the real photos and weights of ../shared/data (skipped if absent); embedding uses random weights
+Detection uses the real test photos and MTCNN weights (SHARED below; skipped if absent); embedding uses random weights
 (speed does not depend on them).
 """
 

@@ -41,7 +41,7 @@ class ClassificationObjective(nn.Module):
 
 
 class QGFaceObjective(nn.Module):
-    """QGFace: L = L_cls(gated) + w * L_con, with the released code's step order (method.md section 4).
+    """QGFace: L = L_cls(gated) + w * L_con, with the released code's step order (docs/method.md section 4).
 
     1. Classification of all V*B rows through the head (for AdaFace its EMA norm statistics come from those V*B
        norms); quality n = (head.last_margin_scaler + 1) / 2 of that same forward; each logit row is multiplied by

@@ -1,4 +1,4 @@
-"""A deliberately tiny IR-style backbone for tests and the CPU demo (spec: synthetic.md).
+"""A deliberately tiny IR-style backbone for tests and the CPU demo (docs/synthetic.md).
 
 A stride-2 first conv (3->16, 112->56) is what makes CPU training ~7x faster than a full-resolution stem.
 Stages 16/32/64/128 with 1/2/2/1 basic IR units, each stage opening with a stride-2 unit: 56->28->14->7->4.

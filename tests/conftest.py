@@ -1,16 +1,18 @@
 """Shared test fixtures."""
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# real photos and MTCNN weights are kept out of the repository: FACE_TEST_DATA, else the sibling data folder
+SHARED_DATA = Path(os.environ.get("FACE_TEST_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """Real photos and MTCNN weights beside the checkout (../shared/data); tests needing them skip without it."""
+    """The real photos and MTCNN weights (SHARED_DATA); tests needing them skip without it."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared test data not found at {SHARED_DATA}")
     return SHARED_DATA
@@ -18,7 +20,7 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def weights(shared_data) -> Path:
-    """The MTCNN weights of ../shared/data (npz layout)."""
+    """The MTCNN weights of the test data folder (npz layout)."""
     path = shared_data / "mtcnn" / "mtcnn_weights.npz"
     if not path.is_file():
         pytest.skip(f"MTCNN weights not found at {path}")

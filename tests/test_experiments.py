@@ -1,4 +1,4 @@
-"""The QGFace ablation configs (conf/experiment): each composes to the setting of method.md's Table I, and its
+"""The QGFace ablation configs (conf/experiment): each composes to the setting of docs/method.md's Table I, and its
 augmentation and objective nodes build. The full `debug=smoke` runs are slow tests."""
 
 import subprocess

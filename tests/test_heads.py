@@ -1,4 +1,4 @@
-"""Margin heads against direct re-computations of the formulas in method.md section 2."""
+"""Margin heads against direct re-computations of the formulas in docs/method.md section 2."""
 
 import math
 

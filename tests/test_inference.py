@@ -11,8 +11,8 @@ import torch
 
 import models
 from alignment.align import align_face
-from inference.compare import run_compare
 from inference.backends import OnnxBackend, TorchBackend, build_backend
+from inference.compare import run_compare
 from inference.embedder import run_embed
 
 PHOTOS = ["img1.jpeg", "img2.jpeg", "img3.jpeg"]

@@ -10,7 +10,7 @@ FAST = {"tiny", "mobilefacenet", "ir_18"}
 ALL = models.list_backbones()
 PARAMS = [pytest.param(n, marks=() if n in FAST else pytest.mark.slow) for n in ALL]
 
-# method.md section 1: parameters (millions, 1 decimal) and state-dict key counts of AdaFace's net.py
+# docs/method.md section 1: parameters (millions, 1 decimal) and state-dict key counts of AdaFace's net.py
 PAPER_COUNTS = {"ir_18": (24.0, 179), "ir_34": (34.1, 323), "ir_50": (43.6, 467), "ir_101": (65.2, 917),
                 "ir_152": (109.6, 1291), "ir_200": (114.1, 1691), "ir_se_50": (43.8, 515), "ir_se_101": (65.5, 1015)}
 

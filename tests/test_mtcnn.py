@@ -1,4 +1,4 @@
-"""MTCNN on the real photos of ../shared/data/faces, weight loading, and the restricted .npy unpickler."""
+"""MTCNN on the real test photos (conftest `shared_data`), weight loading, and the restricted .npy unpickler."""
 
 import pickle
 from pathlib import Path

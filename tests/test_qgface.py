@@ -1,4 +1,4 @@
-"""QGFace gates and contrastive loss against a direct computation of method.md section 4."""
+"""QGFace gates and contrastive loss against a direct computation of docs/method.md section 4."""
 
 import math
 
@@ -34,7 +34,7 @@ def _example(batch=3, dim=4, seed=0):
 
 
 def _reference_con(emb, labels, gates, anchoring, mask_mode, s=S):
-    """Direct loop over method.md Eq. 14 with this step's 2B embeddings as the queue (K = 2B)."""
+    """Direct loop over docs/method.md Eq. 14 with this step's 2B embeddings as the queue (K = 2B)."""
     emb = emb.detach().double()
     batch = labels.shape[0]
     queue, queue_labels = emb, labels.repeat(2)

@@ -1,4 +1,4 @@
-"""IJB-B / IJB-C template-based 1:1 verification (evaluation.md section 4), and optional 1:N identification.
+"""IJB-B / IJB-C template-based 1:1 verification (docs/evaluation.md section 4), and optional 1:N identification.
 
 Pipeline: image features -> media pooling (mean per media id within a template) -> template feature (sum of its
 media features, L2-normalised) -> pair score (dot product) -> ROC -> TAR at the ROC point whose FPR is nearest each
@@ -202,7 +202,7 @@ def tar_at_fpr(fpr: np.ndarray, tpr: np.ndarray, fars=FARS) -> dict[float, float
 
 
 def tar_at_far(labels, scores, fars=FARS) -> dict[float, float]:
-    """TAR (fraction in [0, 1]) at each FAR with the nearest-FPR rule of evaluation.md section 4."""
+    """TAR (fraction in [0, 1]) at each FAR with the nearest-FPR rule of docs/evaluation.md section 4."""
     fpr, tpr, _ = roc_curve(labels, scores)
     return tar_at_fpr(fpr, tpr, fars)
 
