@@ -12,14 +12,14 @@ never leaves a pair that looks complete. Command line: `python -m dataset.conver
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from common.images import IMAGE_EXTENSIONS, is_image_file
+from common.parallel import ordered_map
 from dataset import recordio
 from dataset.formats import (  # noqa: F401  (re-exported: `from dataset.convert import load_bin` keeps working)
     UnsafeBinError,
@@ -31,7 +31,6 @@ from dataset.formats import (  # noqa: F401  (re-exported: `from dataset.convert
     write_bin,
 )
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 _HEADER0_LABEL_SIZE = 2
 
 
@@ -40,24 +39,6 @@ def default_workers() -> int:
 
 
 # ---------------------------------------------------------------- small helpers
-
-
-def _ordered_parallel_map(func: Callable, items: Iterable, num_workers: int) -> Iterator:
-    """Yield func(item) in input order; threads suffice because OpenCV's codecs release the GIL.
-
-    Work is submitted in bounded windows so a multi-million item stream never sits in memory at once.
-    """
-    if num_workers <= 1:
-        yield from map(func, items)
-        return
-    window = 64 * num_workers
-    iterator = iter(items)
-    with ThreadPoolExecutor(num_workers) as pool:
-        while True:
-            chunk = list(itertools.islice(iterator, window))
-            if not chunk:
-                return
-            yield from pool.map(func, chunk)
 
 
 def _image_ext(payload: bytes) -> str:
@@ -157,7 +138,7 @@ def make_rec(
         return encode_image(img, quality)
 
     with _AtomicRecPair(data_root, dataset_name) as writer:
-        encoded = _ordered_parallel_map(load, paths, workers)
+        encoded = ordered_map(load, paths, workers, "threads")  # OpenCV codecs release the GIL
         for i, (path, payload) in enumerate(_progress(zip(paths, encoded), len(paths), dataset_name, progress)):
             label = lab_func(path) if lab_func is not None else i
             writer.write_idx(i, recordio.pack(recordio.IRHeader(0, label, i, 0), payload))
@@ -198,7 +179,7 @@ def write_insightface_rec(
         placeholder = recordio.pack(recordio.IRHeader(0, [0.0, 0.0], 0, 0), b"")
         writer.write_idx(0, placeholder)
         key = 0
-        for payload, label in _progress(_ordered_parallel_map(encode, items, workers), total, name, progress):
+        for payload, label in _progress(ordered_map(encode, items, workers, "threads"), total, name, progress):
             key += 1
             if not groups or groups[-1][0] != label:
                 if label in seen:
@@ -231,7 +212,7 @@ def list_identity_folders(root) -> list[tuple[str, list[Path]]]:
         raise FileNotFoundError(f"{root}: not a directory")
     out = []
     for ident in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = sorted(p for p in ident.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+        files = sorted(p for p in ident.iterdir() if is_image_file(p))
         if files:
             out.append((ident.name, files))
     return out
@@ -246,7 +227,7 @@ def pack_identity_folders(root, out_dir, name: str = "train", num_workers: int |
     """
     folders = list_identity_folders(root)
     if not folders:
-        raise ValueError(f"{root}: no identity folders with images ({', '.join(IMAGE_EXTS)})")
+        raise ValueError(f"{root}: no identity folders with images ({', '.join(IMAGE_EXTENSIONS)})")
     total = sum(len(files) for _, files in folders)
     items = ((path.read_bytes(), label) for label, (_, files) in enumerate(folders) for path in files)
     stats = write_insightface_rec(out_dir, items, name=name, num_workers=num_workers, total=total, progress=progress)

@@ -15,7 +15,6 @@ import csv
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from multiprocessing import Pool
 from pathlib import Path
 
 import cv2
@@ -23,10 +22,11 @@ import numpy as np
 from tqdm import tqdm
 
 from alignment.align import align_face
+from common.images import is_image_file
+from common.parallel import ordered_map
 from dataset.evalsets import write_packed_set
 
 SIZE = 112
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp"}
 TINYFACE_SPLITS = {"Probe": "probe", "Gallery_Match": "gallery_match", "Gallery_Distractor": "gallery_distractor"}
 TINYFACE_ALIGNED = "aligned_pad_0.1_pad_high"
 SCFACE_LAYOUT = "lex,ley,rex,rey,nx,ny,mx,my"
@@ -59,13 +59,11 @@ class Summary:
 
 def _ordered_map(fn, tasks: list, workers: int, desc: str, initializer=None, initargs=()):
     """fn over tasks in order, with a progress bar; a process pool when workers > 1 (order is kept)."""
-    if workers <= 1:
-        if initializer is not None:
-            initializer(*initargs)
-        yield from tqdm(map(fn, tasks), total=len(tasks), desc=desc, unit="img")
-        return
-    with Pool(workers, initializer=_worker_init, initargs=(initializer, initargs)) as pool:
-        yield from tqdm(pool.imap(fn, tasks, chunksize=32), total=len(tasks), desc=desc, unit="img")
+    if workers <= 1 and initializer is not None:
+        initializer(*initargs)
+    results = ordered_map(fn, tasks, workers, "processes", initializer=_worker_init, initargs=(initializer, initargs),
+                          chunksize=32)
+    yield from tqdm(results, total=len(tasks), desc=desc, unit="img")
 
 
 def _worker_init(initializer, initargs):
@@ -136,7 +134,7 @@ def prepare_tinyface(root, out_root, source: str = "auto", mtcnn_weights=None, m
     directory, aligned = find_tinyface_dirs(Path(root), source)
     tasks, rows = [], []
     for split_dir, split in TINYFACE_SPLITS.items():
-        for path in sorted(p for p in (directory / split_dir).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):
+        for path in sorted(p for p in (directory / split_dir).iterdir() if is_image_file(p)):
             if split == "gallery_distractor":
                 label = -1
             else:

@@ -16,8 +16,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from common.images import IMAGE_EXTENSIONS
 from dataset import recordio
-from dataset.convert import IMAGE_EXTS, image_keys, label_to_int, list_identity_folders, load_bin, open_rec
+from dataset.convert import list_identity_folders
+from dataset.formats import image_keys, label_to_int, load_bin, open_rec
 
 Transform = Callable[[np.ndarray], np.ndarray]
 
@@ -187,7 +189,7 @@ class ImageFolderDataset(ListDataset):
     def __init__(self, root, transform: Transform | None = None):
         folders = list_identity_folders(root)
         if not folders:
-            raise ValueError(f"{root}: no identity folders with images ({', '.join(IMAGE_EXTS)})")
+            raise ValueError(f"{root}: no identity folders with images ({', '.join(IMAGE_EXTENSIONS)})")
         self.classes = [name for name, _ in folders]
         paths = [p for _, files in folders for p in files]
         labels = [label for label, (_, files) in enumerate(folders) for _ in files]

@@ -17,10 +17,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from common.images import is_image_file
 from inference.backends import Backend, build_backend
 from inference.faces import FaceAligner, FaceCrop
-
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 def list_images(input_path: str | Path) -> list[Path]:
@@ -30,7 +29,7 @@ def list_images(input_path: str | Path) -> list[Path]:
         return [input_path]
     if not input_path.is_dir():
         raise FileNotFoundError(f"input not found: {input_path}")
-    return sorted(p for p in input_path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return sorted(p for p in input_path.rglob("*") if is_image_file(p))
 
 
 @dataclass

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing as mp
 import os
 import shutil
 import sys
@@ -35,6 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common.parallel import OrderedPool
 from dataset.convert import write_bin, write_insightface_rec
 from dataset.evalsets import write_packed_set
 from dataset.synthetic.quality import align_captured, capture, encode_jpeg, loose_placement
@@ -160,24 +160,17 @@ class _Renderer:
 
     def __init__(self, seed: int, preset: Preset, workers: int):
         self.args = (seed, preset.family_size, preset.sibling_scale)
-        self.pool = None
+        threads = cv2.getNumThreads()
         if workers > 1:
-            threads = cv2.getNumThreads()
             cv2.setNumThreads(1)  # no OpenCV thread pool inherited in a locked state by forked children
-            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-            self.pool = mp.get_context(method).Pool(workers, initializer=_worker_init)
-            cv2.setNumThreads(threads)
+        self.pool = OrderedPool(workers, "processes", initializer=_worker_init, chunksize=16)
+        cv2.setNumThreads(threads)
 
     def map(self, jobs: list[dict]):
-        calls = [(*self.args, job) for job in jobs]
-        if self.pool is None:
-            return (render_job(*c) for c in calls)
-        return self.pool.imap(_render_star, calls, chunksize=16)
+        return self.pool.map(_render_star, [(*self.args, job) for job in jobs])
 
     def close(self):
-        if self.pool is not None:
-            self.pool.close()
-            self.pool.join()
+        self.pool.close()
 
 
 def _worker_init():
