@@ -61,8 +61,8 @@ def loader_rate(preset: str, batch: int, workers: int, batches: int, augmentatio
 
     cfg = compose_config([f"data=synthetic_{preset}", f"data.batch_size={batch}", f"data.num_workers={workers}",
                           f"augmentation={augmentation}", "validation.sets=[]"], output_dir="/tmp/bench_train")
-    training = resolve_training_data(cfg)
-    dm = FaceDataModule(cfg, training, None)
+    training = resolve_training_data(cfg.data, cfg.paths.cache_dir)
+    dm = FaceDataModule(cfg.data, cfg.augmentation, training)
     dm.setup("fit")
     loader = dm.train_dataloader()
     it = iter(loader)

@@ -31,6 +31,13 @@ class Registry:
 
         return wrap
 
+    def unregister(self, name: str) -> None:
+        """Remove a name and its aliases (tests that register a plug-in for their own duration)."""
+        name = self.canonical(name)
+        del self._factories[name]
+        for alias in [a for a, target in self._aliases.items() if target == name]:
+            del self._aliases[alias]
+
     def canonical(self, name: str) -> str:
         """Resolve an alias; an unknown name raises a KeyError listing every known one."""
         name = self._aliases.get(name, name)

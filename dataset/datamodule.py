@@ -1,8 +1,8 @@
 """LightningDataModule: the training `.rec` (one or two views) and one loader per validation dataset it is given.
 
-`resolve_training_data(cfg)` runs before the model is built (the head needs the class count): it builds/reuses the
-synthetic benchmark when the data config asks for it, checks the dataset facts against the `.rec`, and explains what
-is expected where when a real dataset is missing.
+`resolve_training_data(data, cache_dir)` runs before the model is built (the head needs the class count): it
+builds/reuses the synthetic benchmark when the data config asks for it, checks the dataset facts against the `.rec`,
+and explains what is expected where when a real dataset is missing.
 """
 
 import logging
@@ -45,13 +45,13 @@ def _missing_dataset_error(data_cfg, rec: Path) -> FileNotFoundError:
         f"(see the README).")
 
 
-def resolve_training_data(cfg) -> TrainingData:
-    """Locate the training `.rec`, building the synthetic benchmark if configured, and check the dataset facts."""
+def resolve_training_data(data, cache_dir) -> TrainingData:
+    """Locate the training `.rec` of the `data` node, building the synthetic benchmark into `cache_dir` if
+    configured, and check the dataset facts."""
     from dataset.readers import TrainRecordDataset
 
-    data = cfg.data
     if data.synthetic is not None:
-        root = synthetic_root(cfg.paths.cache_dir, data.synthetic.preset, data.synthetic.seed)
+        root = synthetic_root(cache_dir, data.synthetic.preset, data.synthetic.seed)
         rec = root / "train" / "train.rec"
     else:
         if data.rec is None:
@@ -69,12 +69,11 @@ def resolve_training_data(cfg) -> TrainingData:
     return TrainingData(rec=rec, num_classes=int(dataset.num_classes), num_images=len(dataset), dataset=dataset)
 
 
-def resolve_validation_root(cfg) -> Path:
-    """The folder holding the validation sets: validation.root, or the synthetic build's val/."""
-    val = cfg.validation
-    if val.root is not None:
-        return Path(val.root)
-    return synthetic_root(cfg.paths.cache_dir, val.preset, val.seed) / "val"
+def resolve_validation_root(validation, cache_dir) -> Path:
+    """The folder holding the validation sets: `validation.root`, or the synthetic build's val/."""
+    if validation.root is not None:
+        return Path(validation.root)
+    return synthetic_root(cache_dir, validation.preset, validation.seed) / "val"
 
 
 def build_transform(node, flip: bool):
@@ -102,11 +101,11 @@ def seed_worker(worker_id: int) -> None:
 
 
 class FaceDataModule(pl.LightningDataModule):
-    def __init__(self, cfg, training: TrainingData | None = None, val_datasets=()):
-        """val_datasets: the validation sets' torch datasets, in order (the caller builds them: the data layer does
-        not know about validation protocols)."""
+    def __init__(self, data, augmentation=None, training: TrainingData | None = None, val_datasets=()):
+        """data / augmentation: their config nodes; val_datasets: the validation sets' torch datasets, in order (the
+        caller builds them: the data layer does not know about validation protocols)."""
         super().__init__()
-        self.cfg = cfg
+        self.data, self.augmentation = data, augmentation
         self.training = training
         self.val_datasets = list(val_datasets)
         self.train_set: Dataset | None = None
@@ -118,7 +117,7 @@ class FaceDataModule(pl.LightningDataModule):
     def _build_train_set(self) -> Dataset:
         from dataset.readers import TwoViewDataset
 
-        aug, base = self.cfg.augmentation, self.training.dataset
+        aug, base = self.augmentation, self.training.dataset
         if aug.views == 1:
             base.transform, base.return_numpy = build_transform(aug.single, aug.flip), False
             return base
@@ -128,7 +127,7 @@ class FaceDataModule(pl.LightningDataModule):
         raise ValueError(f"augmentation.views must be 1 or 2, got {aug.views}")
 
     def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
-        data = self.cfg.data
+        data = self.data
         workers = int(data.num_workers)
         return DataLoader(
             dataset,
@@ -142,7 +141,7 @@ class FaceDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.cfg.data.batch_size, train=True)
+        return self._loader(self.train_set, self.data.batch_size, train=True)
 
     def val_dataloader(self) -> list[DataLoader]:
-        return [self._loader(ds, self.cfg.data.val_batch_size, train=False) for ds in self.val_datasets]
+        return [self._loader(ds, self.data.val_batch_size, train=False) for ds in self.val_datasets]

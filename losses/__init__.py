@@ -4,6 +4,14 @@ Kept light on purpose: objectives (`losses.objective`), QGFace (`losses.qgface`)
 imported explicitly by whoever needs them, never here.
 """
 
-from losses.heads import HEADS, AdaFaceHead, ArcFaceHead, CosFaceHead, SoftmaxHead, build_head
+from losses.heads import (
+    HEADS,
+    AdaFaceHead,
+    ArcFaceHead,
+    CosFaceHead,
+    SoftmaxHead,
+    build_head,
+    build_head_from_node,
+)
 
-__all__ = ["HEADS", "AdaFaceHead", "ArcFaceHead", "CosFaceHead", "SoftmaxHead", "build_head"]
+__all__ = ["HEADS", "AdaFaceHead", "ArcFaceHead", "CosFaceHead", "SoftmaxHead", "build_head", "build_head_from_node"]

@@ -13,22 +13,19 @@ import math
 import torch
 from torch import nn
 
-HEADS: dict[str, type[nn.Module]] = {}
+from common.registry import Registry
 
-
-def _register(name: str):
-    def wrap(cls):
-        HEADS[name] = cls
-        return cls
-
-    return wrap
+HEADS = Registry("head")
 
 
 def build_head(name: str, embedding_size: int = 512, num_classes: int = 1000, **kwargs) -> nn.Module:
     """Build a head by name (adaface, arcface, cosface, softmax); extra kwargs go to the head (m, s, h, ...)."""
-    if name not in HEADS:
-        raise KeyError(f"unknown head {name!r}; known heads: {', '.join(sorted(HEADS))}")
-    return HEADS[name](embedding_size=embedding_size, num_classes=num_classes, **kwargs)
+    return HEADS.build(name, embedding_size=embedding_size, num_classes=num_classes, **kwargs)
+
+
+def build_head_from_node(node, embedding_size: int, num_classes: int) -> nn.Module:
+    """From the `head` config node `{name: adaface, m: 0.4, ...}`; sizes come from the backbone and the data."""
+    return HEADS.build_from_node(node, embedding_size=embedding_size, num_classes=num_classes)
 
 
 class MarginHead(nn.Module):
@@ -52,7 +49,7 @@ class MarginHead(nn.Module):
         return labels.long().view(-1, 1)
 
 
-@_register("adaface")
+@HEADS.register("adaface")
 class AdaFaceHead(MarginHead):
     """AdaFace: a feature-norm-adaptive margin. Low-norm (low-quality) samples get an ArcFace-like angular margin,
     high-norm samples a CosFace-like additive one.
@@ -93,7 +90,7 @@ class AdaFaceHead(MarginHead):
             return self.s * cos.scatter(1, labels, target)
 
 
-@_register("arcface")
+@HEADS.register("arcface")
 class ArcFaceHead(MarginHead):
     """ArcFace: target logit s*cos(clamp(theta + m, eps, pi - eps))."""
 
@@ -110,7 +107,7 @@ class ArcFaceHead(MarginHead):
             return self.s * cos.scatter(1, labels, torch.cos(theta_m))
 
 
-@_register("cosface")
+@HEADS.register("cosface")
 class CosFaceHead(MarginHead):
     """CosFace: target logit s*(cos - m)."""
 
@@ -125,7 +122,7 @@ class CosFaceHead(MarginHead):
             return self.s * cos.scatter(1, labels, cos.gather(1, labels) - self.m)
 
 
-@_register("softmax")
+@HEADS.register("softmax")
 class SoftmaxHead(MarginHead):
     """Plain softmax baseline: a bias-free linear classifier on the raw feature (embedding * norm), no margin."""
 

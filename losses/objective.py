@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.registry import Registry
 from losses.qgface import (
     ContrastiveLoss,
     classification_gate,
@@ -27,6 +28,10 @@ QUEUE_MODES = ("proxy", "fifo", "batch", "momentum", "none")
 ANCHORINGS = ("one_way", "two_way")
 
 
+OBJECTIVES = Registry("objective")
+
+
+@OBJECTIVES.register("classification")
 class ClassificationObjective(nn.Module):
     """Plain margin-head classification: every row (every view) is classified with its identity label."""
 
@@ -40,6 +45,7 @@ class ClassificationObjective(nn.Module):
         return loss, {"loss_cls": loss.detach()}
 
 
+@OBJECTIVES.register("qgface")
 class QGFaceObjective(nn.Module):
     """QGFace: L = L_cls(gated) + w * L_con, with the released code's step order (docs/method.md section 4).
 
@@ -67,16 +73,10 @@ class QGFaceObjective(nn.Module):
         queue_size: int | None = None,
         anchoring: str = "one_way",
         detach_positive: bool = True,
-        mask_mode: str = "remove",
-        margin: str = "none",
-        margin_m: float = 0.4,
-        margin_init: float = 0.0,
-        margin_t_alpha: float = 0.01,
         gate: str = "sgn",
         pair_quality: str = "min",
-        scale: float = 64.0,
-        rescale: bool = True,
         key_momentum: float = 0.999,
+        contrastive: dict | None = None,
     ) -> None:
         super().__init__()
         if queue not in QUEUE_MODES:
@@ -95,8 +95,7 @@ class QGFaceObjective(nn.Module):
         self.pair_quality_mode = pair_quality
         self.key_momentum = key_momentum  # for the LightningModule's MomentumEncoder (queue='momentum')
         pair_gate(torch.zeros(1), 0.5, gate)  # validate names early
-        self.contrastive = ContrastiveLoss(scale=scale, mask_mode=mask_mode, margin=margin, margin_m=margin_m,
-                                           margin_init=margin_init, t_alpha=margin_t_alpha, rescale=rescale)
+        self.contrastive = ContrastiveLoss(**(contrastive or {}))  # its own node: scale, mask_mode, margin, ...
         self.queue = (EmbeddingQueue(queue_size, drift_correction=(queue == "proxy"))
                       if queue in ("proxy", "fifo", "momentum") else None)
 
@@ -187,11 +186,11 @@ class QGFaceObjective(nn.Module):
         return self.queue.entries(kernel)
 
 
-OBJECTIVES = {"classification": ClassificationObjective, "qgface": QGFaceObjective}
-
-
 def build_objective(name: str, **kwargs) -> nn.Module:
     """Objective by name: 'classification' or 'qgface' (kwargs go to the class)."""
-    if name not in OBJECTIVES:
-        raise KeyError(f"unknown objective {name!r}; known objectives: {', '.join(sorted(OBJECTIVES))}")
-    return OBJECTIVES[name](**kwargs)
+    return OBJECTIVES.build(name, **kwargs)
+
+
+def build_objective_from_node(node) -> nn.Module:
+    """From the `objective` config node: `{name: qgface, threshold: 0.2, ..., contrastive: {...}}`."""
+    return OBJECTIVES.build_from_node(node)

@@ -7,6 +7,16 @@
 
 from models import ir, iresnet, mobilefacenet, tiny  # noqa: F401  (imports register the backbones)
 from models.checkpoint import load_pretrained
-from models.registry import build_backbone, canonical_name, list_backbones, preprocess, register
+from models.registry import (
+    BACKBONES,
+    backbone_arguments,
+    build_backbone,
+    build_backbone_from_node,
+    canonical_name,
+    list_backbones,
+    preprocess,
+    register,
+)
 
-__all__ = ["build_backbone", "canonical_name", "list_backbones", "load_pretrained", "preprocess", "register"]
+__all__ = ["BACKBONES", "backbone_arguments", "build_backbone", "build_backbone_from_node", "canonical_name",
+           "list_backbones", "load_pretrained", "preprocess", "register"]

@@ -20,7 +20,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
-from models import build_backbone, preprocess
+from models import build_backbone_from_node, preprocess
 from validation.gather import gather_set
 
 log = logging.getLogger(__name__)
@@ -51,33 +51,32 @@ def lr_factor(step: int, steps_per_epoch: int, milestones: list[int], gamma: flo
 
 
 class FaceRecognitionModule(pl.LightningModule):
-    def __init__(self, cfg: dict, num_classes: int | None = None):
-        """cfg: the resolved config as a plain dict; num_classes None = evaluation only (no head, no objective)."""
+    def __init__(self, backbone: dict, head: dict | None = None, objective: dict | None = None,
+                 optim: dict | None = None, num_classes: int | None = None, views: int = 1,
+                 channels_last: bool = False, compile: bool = False, seed: int = 0):
+        """Each part from its own config node (plain dicts): `backbone`, `head`, `objective` (`name:` + arguments)
+        and `optim`. num_classes None = evaluation only (no head, no objective, no optimizer)."""
         super().__init__()
-        self.save_hyperparameters()  # plain dict + int: safe for weights_only checkpoint loading
-        self.cfg = cfg
-        self.model = build_backbone(cfg["backbone"]["name"], **cfg["backbone"].get("kwargs", {}))
-        self.channels_last = bool(cfg.get("channels_last", False))
+        self.save_hyperparameters()  # plain dicts + scalars: safe for weights_only checkpoint loading
+        self.optim, self.compile_backbone, self.seed = optim, bool(compile), int(seed)
+        self.model = build_backbone_from_node(backbone)
+        self.channels_last = bool(channels_last)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.head = None
         self.objective = None
         self.key_encoder = None
         if num_classes is not None:
-            from losses import build_head
-            from losses.objective import build_objective
+            from losses import build_head_from_node
+            from losses.objective import build_objective_from_node
 
-            emb_size = self.model.meta.get("embedding_size", 512)
-            head_cfg = cfg["head"]
-            self.head = build_head(head_cfg["name"], embedding_size=emb_size, num_classes=num_classes,
-                                   **head_cfg.get("kwargs", {}))
-            obj_cfg = dict(cfg["objective"])
-            self.objective = build_objective(obj_cfg.pop("name"), **obj_cfg)
+            self.head = build_head_from_node(head, self.model.meta.get("embedding_size", 512), num_classes)
+            self.objective = build_objective_from_node(objective)
             if getattr(self.objective, "needs_momentum_keys", False):
                 from losses.queue import MomentumEncoder
 
                 self.key_encoder = MomentumEncoder(self.model, self.objective.key_momentum)  # MoCo-style ablation
-        self.num_views = int(cfg.get("augmentation", {}).get("views", 1))
+        self.num_views = int(views)
         self.suite = None  # ValidationSuite (attach_suite); holds no tensors, so it is not part of the checkpoint
         self.val_sizes: list[int] = []
         self.last_val_metrics: dict[str, float] = {}
@@ -101,12 +100,12 @@ class FaceRecognitionModule(pl.LightningModule):
         return self.model(self._prepare(images_uint8))
 
     def setup(self, stage: str) -> None:
-        if self.cfg.get("compile", False):
+        if self.compile_backbone:
             self.model.compile()  # in place: state_dict keys stay `model.*`
 
     def on_fit_start(self) -> None:
         # augmentations in the main process (num_workers=0) must differ between ranks
-        seed = int(self.cfg.get("seed", 0)) + 1_000_003 * self.global_rank
+        seed = self.seed + 1_000_003 * self.global_rank
         np.random.seed(seed % 2**32)
         random.seed(seed)
 
@@ -132,7 +131,7 @@ class FaceRecognitionModule(pl.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        opt = self.cfg["optim"]
+        opt = self.optim
         if opt.get("name", "sgd") != "sgd":
             raise ValueError(f"optim.name={opt['name']!r}: only 'sgd' is implemented")
         modules = {"model": self.model, "head": self.head, "objective": self.objective}

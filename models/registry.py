@@ -1,51 +1,46 @@
-"""Backbone registry: stable names -> factory functions (timm-style `register` + `build`)."""
+"""Backbone registry: stable names -> factory functions (the project's one idiom, `common.registry`)."""
 
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-_FACTORIES: dict[str, Callable[..., nn.Module]] = {}
-_ALIASES: dict[str, str] = {}
+from common.registry import Registry
+
+BACKBONES = Registry("backbone")
 
 
 def register(name: str, aliases: tuple[str, ...] = ()) -> Callable:
     """Decorator registering a backbone factory under `name` (and optional aliases)."""
-
-    def wrap(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _FACTORIES or name in _ALIASES:
-            raise ValueError(f"backbone name {name!r} is registered twice")
-        _FACTORIES[name] = factory
-        for alias in aliases:
-            _ALIASES[alias] = name
-        return factory
-
-    return wrap
+    return BACKBONES.register(name, aliases)
 
 
 def canonical_name(name: str) -> str:
     """Resolve an alias (ir_100 -> ir_101); unknown names raise a KeyError listing the known ones."""
-    name = _ALIASES.get(name, name)
-    if name not in _FACTORIES:
-        known = ", ".join(list_backbones(include_aliases=True))
-        raise KeyError(f"unknown backbone {name!r}; known backbones: {known}")
-    return name
+    return BACKBONES.canonical(name)
 
 
 def list_backbones(include_aliases: bool = False) -> list[str]:
     """Registered backbone names (sorted); aliases only on request so tests do not build a model twice."""
-    names = set(_FACTORIES)
-    if include_aliases:
-        names |= set(_ALIASES)
-    return sorted(names)
+    return BACKBONES.names(include_aliases)
 
 
 def build_backbone(name: str, **kwargs) -> nn.Module:
     """Build a registered backbone; the returned module carries `meta` (colour order, input size, normalisation)."""
     name = canonical_name(name)
-    model = _FACTORIES[name](**kwargs)
+    model = BACKBONES.build(name, **kwargs)
     model.meta = {**getattr(model, "meta", {}), "name": name}
     return model
+
+
+def backbone_arguments(node) -> dict:
+    """The arguments of a `backbone` config node `{name: ir_50, <argument>: value, ...}`: every key but `name`."""
+    return {k: v for k, v in dict(node).items() if k != "name"}
+
+
+def build_backbone_from_node(node) -> nn.Module:
+    """From the `backbone` config node (the registry idiom: `name` + flat arguments)."""
+    return build_backbone(node["name"], **backbone_arguments(node))
 
 
 def preprocess(x: torch.Tensor, meta: dict | nn.Module, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from inference.compare import run_compare, save_heatmap  # noqa: F401  (re-exported: tasks.compare.run_compare)
+from models import backbone_arguments
 
 
 def run_compare_task(cfg) -> dict:
@@ -19,7 +20,7 @@ def run_compare_task(cfg) -> dict:
     return run_compare(c["paths_a"], c["paths_b"], cfg.get("output_dir") or c["output_dir"],
                        checkpoint=cfg.checkpoint, arch=cfg.backbone.name, batch_size=c["batch_size"],
                        mtcnn_weights=c["mtcnn_weights"], align=c["align"], device=c["device"],
-                       backbone_kwargs=dict(cfg.backbone.get("kwargs") or {}))
+                       backbone_kwargs=backbone_arguments(cfg.backbone))
 
 
 def main(argv=None) -> None:

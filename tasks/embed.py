@@ -9,6 +9,7 @@ from __future__ import annotations
 from inference.backends import Backend, OnnxBackend, TorchBackend, build_backend  # noqa: F401  (re-exported)
 from inference.embedder import EmbedOutput, embed_images, list_images, run_embed, write_skipped  # noqa: F401
 from inference.faces import ALIGN_MODES, FaceAligner, FaceCrop  # noqa: F401
+from models import backbone_arguments
 
 
 def run_embed_task(cfg) -> dict:
@@ -19,7 +20,7 @@ def run_embed_task(cfg) -> dict:
         raise ValueError("task=embed needs input_dir=<folder or image> (or embed.input_dir=...)")
     return run_embed(input_dir, cfg.get("output_dir") or e.output_dir, batch_size=e.batch_size,
                      checkpoint=cfg.checkpoint, arch=cfg.backbone.name, mtcnn_weights=e.mtcnn_weights, align=e.align,
-                     device=e.device, backbone_kwargs=dict(cfg.backbone.get("kwargs") or {}))
+                     device=e.device, backbone_kwargs=backbone_arguments(cfg.backbone))
 
 
 def main(argv=None) -> None:

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from dataset.datamodule import FaceDataModule
-from models.lit_module import FaceRecognitionModule
 from tasks.run_info import write_metrics, write_run_info
-from tasks.train import build_suite, trainer_kwargs
+from tasks.train import build_module, build_suite, trainer_kwargs
 from validation.report import metrics_markdown, save_roc_png
 
 log = logging.getLogger(__name__)
@@ -45,16 +44,16 @@ def embed_sets(cfg: DictConfig, suite, keep: bool) -> tuple[dict[str, float], di
                          "or an existing evaluate.embeddings_cache")
     from models import load_pretrained
 
-    module = FaceRecognitionModule(OmegaConf.to_container(cfg, resolve=True), num_classes=None)
+    module = build_module(cfg, num_classes=None)
     load_pretrained(module.model, cfg.checkpoint)
     module.attach_suite(suite)
     module.keep_val_embeddings = keep
-    kwargs = trainer_kwargs(cfg)
+    kwargs = trainer_kwargs(cfg.trainer)
     for key in ("max_epochs", "max_steps", "gradient_clip_val", "gradient_clip_algorithm", "accumulate_grad_batches",
                 "check_val_every_n_epoch", "num_sanity_val_steps", "log_every_n_steps", "limit_train_batches"):
         kwargs.pop(key, None)
     trainer = pl.Trainer(**kwargs, logger=False, callbacks=[])
-    trainer.validate(module, datamodule=FaceDataModule(cfg, None, suite.datasets()), verbose=False)
+    trainer.validate(module, datamodule=FaceDataModule(cfg.data, val_datasets=suite.datasets()), verbose=False)
     return module.last_val_metrics, module.last_val_embeddings, trainer.is_global_zero
 
 

@@ -12,12 +12,12 @@ log = logging.getLogger(__name__)
 
 
 def run_export(cfg: DictConfig) -> Path:
-    from models import build_backbone, load_pretrained
+    from models import build_backbone_from_node, load_pretrained
     from models.export import export_onnx
 
     if cfg.checkpoint is None:
         raise ValueError("task=export needs checkpoint=<path> (ours, an AdaFace .ckpt or an InsightFace .pth)")
-    model = build_backbone(cfg.backbone.name, **cfg.backbone.kwargs)
+    model = build_backbone_from_node(cfg.backbone)
     load_pretrained(model, cfg.checkpoint)
     model.eval()
     output = Path(cfg.export.output)

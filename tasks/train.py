@@ -19,11 +19,11 @@ from validation.suite import ValidationSuite
 log = logging.getLogger(__name__)
 
 
-def build_callbacks(cfg: DictConfig, validating: bool, logging_enabled: bool = True) -> list:
-    """Configured callbacks, minus those that cannot work in this run (a monitor without validation, an LR monitor
-    without a logger)."""
+def build_callbacks(nodes, validating: bool, logging_enabled: bool = True) -> list:
+    """The `callbacks` node's callbacks (`_target_`: Lightning objects), minus those that cannot work in this run (a
+    monitor without validation, an LR monitor without a logger)."""
     callbacks = []
-    for name, node in (cfg.get("callbacks") or {}).items():
+    for name, node in (nodes or {}).items():
         callback = instantiate(node)
         if isinstance(callback, ModelCheckpoint) and callback.monitor and not validating:
             log.info("callbacks.%s dropped: it monitors %s but no validation set is enabled", name, callback.monitor)
@@ -34,10 +34,10 @@ def build_callbacks(cfg: DictConfig, validating: bool, logging_enabled: bool = T
     return callbacks
 
 
-def build_loggers(cfg: DictConfig) -> list:
-    """Configured loggers; one whose package is not installed (tensorboard) is skipped with a warning."""
+def build_loggers(nodes) -> list:
+    """The `logger` node's loggers; one whose package is not installed (tensorboard) is skipped with a warning."""
     loggers = []
-    for name, node in (cfg.get("logger") or {}).items():
+    for name, node in (nodes or {}).items():
         try:
             loggers.append(instantiate(node))
         except InstantiationException as err:
@@ -47,8 +47,9 @@ def build_loggers(cfg: DictConfig) -> list:
     return loggers
 
 
-def trainer_kwargs(cfg: DictConfig) -> dict:
-    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+def trainer_kwargs(trainer: DictConfig) -> dict:
+    """pl.Trainer arguments from the `trainer` node."""
+    kwargs = OmegaConf.to_container(trainer, resolve=True)
     if isinstance(kwargs.get("strategy"), dict):  # a `_target_` node, e.g. DDPStrategy(broadcast_buffers=False)
         kwargs["strategy"] = instantiate(kwargs["strategy"])
     return kwargs
@@ -103,7 +104,16 @@ def build_suite(cfg: DictConfig) -> ValidationSuite | None:
     validation.root is null."""
     if not cfg.validation.sets:
         return None
-    return ValidationSuite.from_config(cfg.validation, resolve_validation_root(cfg))
+    return ValidationSuite.from_config(cfg.validation, resolve_validation_root(cfg.validation, cfg.paths.cache_dir))
+
+
+def build_module(cfg: DictConfig, num_classes: int | None) -> FaceRecognitionModule:
+    """The LightningModule from its own nodes (backbone, head, objective, optim) and the run scalars it needs;
+    num_classes None = evaluation only."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    training = {"head": c["head"], "objective": c["objective"], "optim": c["optim"]} if num_classes else {}
+    return FaceRecognitionModule(c["backbone"], **training, num_classes=num_classes, views=c["augmentation"]["views"],
+                                 channels_last=c["channels_last"], compile=c["compile"], seed=c["seed"])
 
 
 def run_train(cfg: DictConfig) -> dict[str, float]:
@@ -111,14 +121,15 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     check_sweep_strategy(cfg)
     pl.seed_everything(cfg.seed, workers=False)  # workers seeded per rank by dataset.datamodule.seed_worker
     ckpt_path = resolve_ckpt_path(cfg)
-    training = resolve_training_data(cfg)
+    training = resolve_training_data(cfg.data, cfg.paths.cache_dir)
     suite = build_suite(cfg)
 
-    module = FaceRecognitionModule(OmegaConf.to_container(cfg, resolve=True), num_classes=training.num_classes)
+    module = build_module(cfg, training.num_classes)
     module.attach_suite(suite)
-    datamodule = FaceDataModule(cfg, training, suite.datasets() if suite is not None else ())
-    loggers = build_loggers(cfg)
-    trainer = pl.Trainer(**trainer_kwargs(cfg), callbacks=build_callbacks(cfg, suite is not None, bool(loggers)),
+    datamodule = FaceDataModule(cfg.data, cfg.augmentation, training, suite.datasets() if suite is not None else ())
+    loggers = build_loggers(cfg.get("logger"))
+    trainer = pl.Trainer(**trainer_kwargs(cfg.trainer),
+                         callbacks=build_callbacks(cfg.get("callbacks"), suite is not None, bool(loggers)),
                          logger=loggers or False)
     out_dir = Path(cfg.paths.output_dir)
     if trainer.is_global_zero:

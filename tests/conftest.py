@@ -25,3 +25,15 @@ def weights(shared_data) -> Path:
     if not path.is_file():
         pytest.skip(f"MTCNN weights not found at {path}")
     return path
+
+
+@pytest.fixture
+def compose(tmp_path):
+    """`compose(*overrides)`: the project config composed and resolved by the public helper
+    (`tasks.config_schema.compose_config`), with the run dir under this test's tmp_path."""
+    from tasks.config_schema import compose_config
+
+    def _compose(*overrides):
+        return compose_config(list(overrides), output_dir=str(tmp_path / "run"))
+
+    return _compose

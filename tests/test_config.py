@@ -11,7 +11,7 @@ import torch
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
-from tasks.config_schema import compose_config, validate_config
+from tasks.config_schema import validate_config
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -21,12 +21,8 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-def compose(tmp_path, *overrides):
-    return compose_config(list(overrides), output_dir=str(tmp_path / "run"))
-
-
-def test_default_config_is_the_demo(tmp_path):
-    cfg = compose(tmp_path)
+def test_default_config_is_the_demo(compose, tmp_path):
+    cfg = compose()
     assert (cfg.task, cfg.backbone.name, cfg.head.name, cfg.data.name) == ("train", "tiny", "adaface", "synthetic_demo")
     assert cfg.trainer.accelerator == "cpu"
     assert cfg.paths.ckpt_dir == str(tmp_path / "run" / "checkpoints")  # every run path derives from the run dir
@@ -34,40 +30,39 @@ def test_default_config_is_the_demo(tmp_path):
 
 
 @pytest.mark.parametrize("name", options("backbone"))
-def test_backbone_options_build(tmp_path, name):
-    from models import build_backbone
+def test_backbone_options_build(compose, tmp_path, name):
+    from models import build_backbone_from_node
 
-    cfg = compose(tmp_path, f"backbone={name}")
+    cfg = compose(f"backbone={name}")
     with torch.device("meta"):  # shapes only: big nets build instantly without allocating memory
-        model = build_backbone(cfg.backbone.name, **cfg.backbone.kwargs)
+        model = build_backbone_from_node(cfg.backbone)
     assert model.meta["embedding_size"] == 512
 
 
 @pytest.mark.parametrize("name", options("head"))
-def test_head_options_build(tmp_path, name):
-    from losses import build_head
+def test_head_options_build(compose, tmp_path, name):
+    from losses import build_head_from_node
 
-    cfg = compose(tmp_path, f"head={name}")
-    head = build_head(cfg.head.name, embedding_size=512, num_classes=7, **cfg.head.kwargs)
+    cfg = compose(f"head={name}")
+    head = build_head_from_node(cfg.head, embedding_size=512, num_classes=7)
     emb = torch.nn.functional.normalize(torch.randn(4, 512), dim=1)
     logits = head(emb, torch.full((4, 1), 20.0), torch.tensor([0, 1, 2, 3]))
     assert logits.shape == (4, 7) and torch.isfinite(logits).all()
 
 
 @pytest.mark.parametrize("name", options("objective"))
-def test_objective_options_build(tmp_path, name):
-    from losses.objective import build_objective
+def test_objective_options_build(compose, tmp_path, name):
+    from losses.objective import build_objective_from_node
 
-    cfg = compose(tmp_path, f"objective={name}")
-    kwargs = dict(cfg.objective)
-    assert isinstance(build_objective(kwargs.pop("name"), **kwargs), torch.nn.Module)
+    cfg = compose(f"objective={name}")
+    assert isinstance(build_objective_from_node(cfg.objective), torch.nn.Module)
 
 
 @pytest.mark.parametrize("name", options("augmentation"))
-def test_augmentation_options_build(tmp_path, name):
+def test_augmentation_options_build(compose, tmp_path, name):
     from dataset.datamodule import build_transform
 
-    aug = compose(tmp_path, f"augmentation={name}").augmentation
+    aug = compose(f"augmentation={name}").augmentation
     assert aug.views in (1, 2)
     nodes = [aug.single] if aug.views == 1 else [aug.view_l, aug.view_h]
     img = np.random.default_rng(0).integers(0, 256, (112, 112, 3), dtype=np.uint8)
@@ -77,95 +72,95 @@ def test_augmentation_options_build(tmp_path, name):
 
 
 @pytest.mark.parametrize("name", options("data"))
-def test_data_options_compose(tmp_path, monkeypatch, name):
+def test_data_options_compose(compose, tmp_path, monkeypatch, name):
     monkeypatch.setenv("FACE_DATA_ROOT", str(tmp_path / "faces"))
-    data = compose(tmp_path, f"data={name}").data
+    data = compose(f"data={name}").data
     assert data.batch_size > 0
     if data.synthetic is None:  # real data: root from FACE_DATA_ROOT, facts beside it
         assert data.rec.startswith(str(tmp_path / "faces")) and data.num_classes > 0
 
 
-def test_missing_real_dataset_says_what_and_how(tmp_path, monkeypatch):
+def test_missing_real_dataset_says_what_and_how(compose, tmp_path, monkeypatch):
     from dataset.datamodule import resolve_training_data
 
     monkeypatch.setenv("FACE_DATA_ROOT", str(tmp_path / "faces"))
-    cfg = compose(tmp_path, "data=ms1mv2")
+    cfg = compose("data=ms1mv2")
     with pytest.raises(FileNotFoundError) as err:
-        resolve_training_data(cfg)
+        resolve_training_data(cfg.data, cfg.paths.cache_dir)
     msg = str(err.value)
     assert str(tmp_path / "faces" / "faces_emore" / "train.rec") in msg
     assert "python -m dataset.convert" in msg and "85742" in msg
 
 
 @pytest.mark.parametrize("name", options("validation"))
-def test_validation_options_compose(tmp_path, name):
-    val = compose(tmp_path, f"validation={name}").validation
+def test_validation_options_compose(compose, name):
+    val = compose(f"validation={name}").validation
     known = {"lfw", "cfp_fp", "agedb_30", "calfw", "cplfw", "tinyface", "scface", "ijbb", "ijbc"}
     assert val.sets and set(val.sets) <= known
     assert val.monitor in ("val/hq_avg", "val/all_avg")
 
 
 @pytest.mark.parametrize("name", options("trainer"))
-def test_trainer_options_instantiate(tmp_path, name):
+def test_trainer_options_instantiate(compose, tmp_path, name):
     import pytorch_lightning as pl
 
     from tasks.train import trainer_kwargs
 
-    cfg = compose(tmp_path, f"trainer={name}")
+    cfg = compose(f"trainer={name}")
     if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
         pytest.skip("GPU trainer config: composes, but instantiating needs a GPU")
-    trainer = pl.Trainer(**trainer_kwargs(cfg), logger=False, enable_checkpointing=False)
+    trainer = pl.Trainer(**trainer_kwargs(cfg.trainer), logger=False, enable_checkpointing=False)
     assert trainer.max_epochs == cfg.trainer.max_epochs
 
 
-def test_callbacks_instantiate(tmp_path):
+def test_callbacks_instantiate(compose, tmp_path):
     for name in options("callbacks"):
-        cfg = compose(tmp_path, f"callbacks={name}")
+        cfg = compose(f"callbacks={name}")
         assert all(instantiate(node) is not None for node in cfg.callbacks.values())
 
 
-def test_loggers_instantiate_or_skip_when_optional_package_missing(tmp_path):
+def test_loggers_instantiate_or_skip_when_optional_package_missing(compose, tmp_path):
     from tasks.train import build_loggers
 
     for name in options("logger"):
-        cfg = compose(tmp_path, f"logger={name}")
-        loggers = build_loggers(cfg)
+        cfg = compose(f"logger={name}")
+        loggers = build_loggers(cfg.logger)
         missing_tb = not any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX"))
         expected = len(cfg.logger) - int("tensorboard" in cfg.logger and missing_tb)
         assert len(loggers) == expected
 
 
 @pytest.mark.parametrize("group", ["optim", "paths", "hydra", "debug", "experiment"])
-def test_other_groups_compose(tmp_path, group):
+def test_other_groups_compose(compose, group):
     for name in options(group):
-        cfg = compose(tmp_path, f"{group}={name}")
+        cfg = compose(f"{group}={name}")
         validate_config(cfg)
         assert cfg.optim.lr > 0
 
 
-def test_optim_milestones_and_warmup_from_overrides(tmp_path):
-    cfg = compose(tmp_path, "optim.milestones=[6,9]", "optim.warmup_epochs=0.5", "optim.lr=0.2")
+def test_optim_milestones_and_warmup_from_overrides(compose, tmp_path):
+    cfg = compose("optim.milestones=[6,9]", "optim.warmup_epochs=0.5", "optim.lr=0.2")
     assert list(cfg.optim.milestones) == [6, 9] and cfg.optim.warmup_epochs == 0.5 and cfg.optim.lr == 0.2
 
 
-def test_typo_key_is_rejected_with_its_name(tmp_path):
+def test_typo_key_is_rejected_with_its_name(compose, tmp_path):
     with pytest.raises(ConfigCompositionException) as err:
-        compose(tmp_path, "trainer.max_epoch=3")
+        compose("trainer.max_epoch=3")
     assert "max_epoch" in str(err.value)
 
 
-def test_wrong_type_is_rejected_with_key_and_value(tmp_path):
+def test_wrong_type_is_rejected_with_key_and_value(compose, tmp_path):
     with pytest.raises(ConfigCompositionException) as err:
-        compose(tmp_path, "trainer.max_epochs=abc")
+        compose("trainer.max_epochs=abc")
     text = f"{err.value} {err.value.__cause__}"
     assert "max_epochs" in text and "abc" in text
 
 
-def test_wrong_top_level_type_and_unknown_task(tmp_path):
+def test_wrong_top_level_type_and_unknown_task(compose, tmp_path):
     with pytest.raises(ValueError, match="seed"):
-        validate_config(compose(tmp_path, "seed=abc"))
+        validate_config(compose("seed=abc"))
     with pytest.raises(ValueError, match="task='trian'"):
-        validate_config(compose(tmp_path, "task=trian"))
+        validate_config(compose("task=trian"))
 
 
 def test_cli_errors_are_readable():

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from losses.objective import ClassificationObjective, QGFaceObjective, build_objective
+from losses.objective import ClassificationObjective, QGFaceObjective, build_objective_from_node
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 # experiment -> (augmentation transform target of the degraded/single view, views, objective, contrastive on)
@@ -24,18 +23,10 @@ TABLE = {
 }
 
 
-def _compose(overrides):
-    from tasks.config_schema import register
-
-    register()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        return compose("config", overrides=overrides)
-
-
 @pytest.mark.parametrize("name", sorted(TABLE))
-def test_experiment_matches_ablation_table(name):
+def test_experiment_matches_ablation_table(compose, name):
     target, views, objective_cls, contrastive = TABLE[name]
-    cfg = _compose([f"experiment={name}"])
+    cfg = compose(f"experiment={name}")
     aug = cfg.augmentation
     assert aug.views == views and aug.flip is True and cfg.head.name == "adaface"
     assert cfg.data.name == "synthetic_ablation"
@@ -49,8 +40,7 @@ def test_experiment_matches_ablation_table(name):
         assert transform(img).shape == img.shape
     if views == 2:
         assert aug.view_h is None and aug.single is None  # H = the original (flip only)
-    obj_cfg = dict(cfg.objective)
-    objective = build_objective(obj_cfg.pop("name"), **obj_cfg)
+    objective = build_objective_from_node(cfg.objective)
     assert isinstance(objective, objective_cls)
     if isinstance(objective, QGFaceObjective):
         assert objective.threshold == 0.2 and (objective.queue_mode != "none") == contrastive
@@ -58,15 +48,23 @@ def test_experiment_matches_ablation_table(name):
 
 
 @pytest.mark.parametrize("override,expected", [("objective.threshold=null", None), ("objective.queue=batch", "batch"),
-                                               ("objective.queue=momentum", "momentum")])
-def test_documented_ablation_overrides_compose(override, expected):
-    cfg = _compose(["experiment=qgface", override])
-    key = override.split("=")[0].split(".")[1]
-    assert cfg.objective[key] == expected
+                                               ("objective.queue=momentum", "momentum"),
+                                               ("objective.contrastive.mask_mode=zero_cosine", "zero_cosine"),
+                                               ("+head.init_mean=0", 0)])
+def test_documented_ablation_overrides_compose(compose, override, expected):
+    cfg = compose("experiment=qgface", override)
+    node = cfg
+    for key in override.lstrip("+").split("=")[0].split("."):
+        node = node[key]
+    assert node == expected
+    if override.startswith("+head"):  # the head builds with it: flat arguments go straight to the registry
+        from losses import build_head_from_node
+
+        assert float(build_head_from_node(cfg.head, 8, 3).batch_mean) == 0.0
 
 
-def test_debug_smoke_wins_over_the_ablation_data():
-    cfg = _compose(["experiment=qgface", "debug=smoke"])
+def test_debug_smoke_wins_over_the_ablation_data(compose):
+    cfg = compose("experiment=qgface", "debug=smoke")
     assert cfg.data.name == "synthetic_smoke"
 
 
@@ -78,13 +76,11 @@ def test_experiment_runs_debug_smoke(name, tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
-def test_real_data_recipe_overrides_the_cpu_ablation_schedule():
+def test_real_data_recipe_overrides_the_cpu_ablation_schedule(compose):
     """`experiment=qgface data=vggface2 optim=qgface_recipe`: the paper's lr and milestones, not the CPU ablation's."""
-    from tasks.config_schema import compose_config
-
-    cfg = compose_config(["experiment=qgface", "data=vggface2", "backbone=ir_34", "optim=qgface_recipe",
-                          "trainer.max_epochs=12"])
+    cfg = compose("experiment=qgface", "data=vggface2", "backbone=ir_34", "optim=qgface_recipe",
+                  "trainer.max_epochs=12")
     assert (cfg.data.name, cfg.backbone.name, cfg.objective.name) == ("vggface2", "ir_34", "qgface")
     assert cfg.optim.lr == 0.2 and list(cfg.optim.milestones) == [6, 9] and cfg.trainer.max_epochs == 12
-    ablation = compose_config(["experiment=qgface"])
+    ablation = compose("experiment=qgface")
     assert ablation.optim.lr == 0.1 and list(ablation.optim.milestones) == [3, 4]

@@ -62,7 +62,8 @@ def test_contrastive_matches_direct_formula(anchoring, mask_mode):
     emb, norms, labels = _example()
     # pair qualities (min of L, H): 0.1 (open), 0.15 (open), 0.6 (closed)
     head = StubAdaFaceHead([0.1, 0.5, 0.6, 0.9, 0.15, 0.7])
-    obj = QGFaceObjective(threshold=0.2, queue="proxy", queue_size=16, anchoring=anchoring, mask_mode=mask_mode)
+    obj = QGFaceObjective(threshold=0.2, queue="proxy", queue_size=16, anchoring=anchoring,
+                          contrastive={"mask_mode": mask_mode})
     loss, logs = obj(head, emb, norms, labels, num_views=2)
     expected = _reference_con(emb, labels, [1.0, 1.0, 0.0], anchoring, mask_mode)
     assert logs["loss_con"].item() == pytest.approx(expected, rel=1e-4)
@@ -84,7 +85,7 @@ def test_stop_gradient_on_hq_view_only_for_one_way():
 def test_closed_rows_are_constants_in_the_mean():
     emb, norms, labels = _example()
     head = StubAdaFaceHead([0.9] * 6)  # every pair above b: all contrastive rows closed
-    obj = QGFaceObjective(threshold=0.2, queue="batch", mask_mode="zero_cosine")
+    obj = QGFaceObjective(threshold=0.2, queue="batch", contrastive={"mask_mode": "zero_cosine"})
     loss, logs = obj(head, emb, norms, labels, 2)
     # all logits 0 -> log(K + 1) per row, times the rescale log(129) / log(K + 1) = log(129)
     assert logs["loss_con"].item() == pytest.approx(math.log(129), rel=1e-5)
@@ -167,9 +168,10 @@ def test_classification_objective_and_builder():
 def test_dynamic_and_static_margin_lower_the_positive_logit():
     emb, norms, labels = _example()
     head = StubAdaFaceHead([0.1] * 6)
-    base = QGFaceObjective(queue="batch", margin="none")(head, emb, norms, labels, 2)[1]["loss_con"]
-    static = QGFaceObjective(queue="batch", margin="static", margin_m=0.4)(head, emb, norms, labels, 2)[1]["loss_con"]
-    dyn_obj = QGFaceObjective(queue="batch", margin="dynamic", margin_t_alpha=0.5)
+    base = QGFaceObjective(queue="batch", contrastive={"margin": "none"})(head, emb, norms, labels, 2)[1]["loss_con"]
+    static_obj = QGFaceObjective(queue="batch", contrastive={"margin": "static", "margin_m": 0.4})
+    static = static_obj(head, emb, norms, labels, 2)[1]["loss_con"]
+    dyn_obj = QGFaceObjective(queue="batch", contrastive={"margin": "dynamic", "t_alpha": 0.5})
     dyn_obj(head, emb, norms, labels, 2)
     assert static > base
     assert dyn_obj.contrastive.margin_ema.item() != 0.0

@@ -57,12 +57,12 @@ def test_drift_correction_formula_not_renormalised():
 
 
 def test_state_round_trip_through_weights_only_checkpoint(tmp_path):
-    obj = QGFaceObjective(queue="proxy", queue_size=6, margin="dynamic")
+    obj = QGFaceObjective(queue="proxy", queue_size=6, contrastive={"margin": "dynamic"})
     obj.queue.enqueue(torch.randn(4, 3), torch.tensor([0, 1, 2, 3]), torch.randn(4, 3))
     obj.contrastive.margin_ema.fill_(0.25)
     path = tmp_path / "state.pt"
     torch.save({"state_dict": obj.state_dict()}, path)
-    restored = QGFaceObjective(queue="proxy", queue_size=6, margin="dynamic")
+    restored = QGFaceObjective(queue="proxy", queue_size=6, contrastive={"margin": "dynamic"})
     restored.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
     for name in ("embeddings", "labels", "centres"):
         assert torch.equal(getattr(restored.queue, name), getattr(obj.queue, name))

@@ -65,12 +65,14 @@ def test_weight_decay_groups_follow_adaface():
 
 
 def test_module_attributes_and_plain_hparams(tmp_path):
-    from omegaconf import OmegaConf
+    from tasks.train import build_module
 
     cfg = tiny_cfg(tmp_path, "run")
-    module = FaceRecognitionModule(OmegaConf.to_container(cfg, resolve=True), num_classes=6)
+    module = build_module(cfg, num_classes=6)
     assert isinstance(module.model, nn.Module) and module.head.kernel.shape == (512, 6)
-    assert type(module.hparams["cfg"]) is dict  # plain containers only: checkpoints load with weights_only=True
+    for node in ("backbone", "head", "objective", "optim"):  # each builder got its own node, as a plain dict
+        assert type(module.hparams[node]) is dict  # plain containers only: checkpoints load with weights_only=True
+    assert module.hparams["head"]["name"] == "adaface" and "data" not in module.hparams
     emb, norm = module(torch.randint(0, 256, (2, 3, 112, 112), dtype=torch.uint8))
     assert emb.shape == (2, 512) and norm.shape == (2, 1)
     assert torch.allclose(emb.norm(dim=1), torch.ones(2), atol=1e-5)
