@@ -6,8 +6,8 @@
   downscale to 10-50 % + JPEG 75 + upscale with independently drawn interpolations.
 - `RandomHorizontalFlip`, `Compose`.
 All randomness comes from the global `np.random` state, so Lightning's per-worker numpy seeding
-(`seed_everything(workers=True)`) makes the pipeline reproducible. Parameters are constructor arguments so Hydra can
-build them from `_target_` nodes.
+(`seed_everything(workers=True)`) makes the pipeline reproducible. The configurable ones are registered in
+`TRANSFORMS` and built from a config node `{name: adaface, crop_prob: 0.2, ...}` (the project's registry idiom).
 """
 
 import math
@@ -15,6 +15,10 @@ from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
+
+from common.registry import Registry
+
+TRANSFORMS = Registry("transform")
 
 INTERPOLATIONS = (cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_AREA, cv2.INTER_CUBIC, cv2.INTER_LANCZOS4)
 # ITU-R 601 luma weights in B, G, R order (our images are BGR)
@@ -109,6 +113,7 @@ def rotate(img: np.ndarray, max_degrees: float) -> np.ndarray:
                           borderValue=(0, 0, 0))
 
 
+@TRANSFORMS.register("adaface")
 class AdaFaceAugmenter:
     """AdaFace's augmenter: crop (black canvas) -> low-res -> photometric, each applied with its own probability."""
 
@@ -137,6 +142,7 @@ class AdaFaceAugmenter:
                 f"photometric={self.photometric_prob})")
 
 
+@TRANSFORMS.register("qgface_ours")
 class QGFaceDegradation:
     """QGFace "Ours" L-view degradation: optional crop (RandomResizedCrop scale 0.8-1), rotation (<= 45 deg) and
     jitter (0.2/0.2/0.2), each with its own probability (the paper only says "higher than AdaFace's 0.2"; 0.5 here),

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 log = logging.getLogger(__name__)
@@ -77,10 +77,12 @@ def resolve_validation_root(validation, cache_dir) -> Path:
 
 
 def build_transform(node, flip: bool):
-    """Instantiate an optional `_target_` transform node and append the random flip."""
-    from dataset.augment import Compose, RandomHorizontalFlip
+    """The transform of an optional config node `{name: adaface, <argument>: value, ...}`, then the random flip."""
+    from dataset.augment import TRANSFORMS, Compose, RandomHorizontalFlip
 
-    transform = instantiate(node) if node is not None else None
+    if isinstance(node, DictConfig):
+        node = OmegaConf.to_container(node, resolve=True)  # plain lists: transforms are pickled to the workers
+    transform = TRANSFORMS.build_from_node(node) if node is not None else None
     return Compose([transform, RandomHorizontalFlip() if flip else None])
 
 

@@ -83,7 +83,7 @@ class DataConf:
 @dataclass
 class AugmentationConf:
     views: int = 1  # 1: one augmented view; 2: L (degraded) + H views (QGFace)
-    single: Any = None  # _target_ node of the single-view transform, or null (flip only)
+    single: Any = None  # transform node {name, arguments} of the single view (dataset.augment.TRANSFORMS), or null
     view_l: Any = None
     view_h: Any = None
     flip: bool = True  # random horizontal flip after the transform(s)

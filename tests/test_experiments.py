@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra.utils import instantiate
 
+from dataset.augment import TRANSFORMS
 from losses.objective import ClassificationObjective, QGFaceObjective, build_objective_from_node
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -34,7 +34,7 @@ def test_experiment_matches_ablation_table(compose, name):
     if target is None:
         assert node is None
     else:
-        transform = instantiate(node)
+        transform = TRANSFORMS.build_from_node(node)
         assert type(transform).__name__ == target
         img = np.full((112, 112, 3), 128, dtype=np.uint8)
         assert transform(img).shape == img.shape
