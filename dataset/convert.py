@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common import atomic
 from common.images import IMAGE_EXTENSIONS, is_image_file
 from common.parallel import ordered_map
 from dataset import recordio
@@ -232,7 +233,7 @@ def pack_identity_folders(root, out_dir, name: str = "train", num_workers: int |
     items = ((path.read_bytes(), label) for label, (_, files) in enumerate(folders) for path in files)
     stats = write_insightface_rec(out_dir, items, name=name, num_workers=num_workers, total=total, progress=progress)
     names_path = Path(out_dir) / f"{name}_identities.txt"
-    names_path.write_text("".join(f"{label}\t{ident}\n" for label, (ident, _) in enumerate(folders)))
+    atomic.write_text(names_path, "".join(f"{label}\t{ident}\n" for label, (ident, _) in enumerate(folders)))
     return stats
 
 
@@ -257,7 +258,7 @@ def unpack_rec(rec_path, out_dir, swap_rb: bool = False, limit: int | None = Non
                 payload, ext = encode_image(img[..., ::-1]), ".jpg"
             folder = out_dir / str(label_to_int(header.label))
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{key}{ext}").write_bytes(payload)
+            atomic.write_bytes(folder / f"{key}{ext}", payload, durable=False)
     return len(keys)
 
 
@@ -360,8 +361,9 @@ def main(argv=None) -> int:
         out = Path(args.out_dir)
         out.mkdir(parents=True, exist_ok=True)
         for i, blob in enumerate(bins):
-            (out / f"{i:06d}{_image_ext(blob)}").write_bytes(blob)
-        (out / "pairs.txt").write_text("".join(f"{2 * k:06d} {2 * k + 1:06d} {int(s)}\n" for k, s in enumerate(issame)))
+            atomic.write_bytes(out / f"{i:06d}{_image_ext(blob)}", blob, durable=False)
+        pairs = "".join(f"{2 * k:06d} {2 * k + 1:06d} {int(s)}\n" for k, s in enumerate(issame))
+        atomic.write_text(out / "pairs.txt", pairs)
         print(f"wrote {len(bins)} images and pairs.txt under {out}")
     return 0
 

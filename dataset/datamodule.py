@@ -18,6 +18,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
+from dataset.sampling import EpochSeededDataset, ResumableSampler
+
 log = logging.getLogger(__name__)
 
 
@@ -65,6 +67,9 @@ def resolve_training_data(data, cache_dir) -> TrainingData:
         if expected is not None and int(expected) != int(found):
             raise ValueError(f"data={data.name}: data.{key}={expected} but {rec} holds {found}; wrong file, or fix "
                              f"the fact in conf/data/{data.name}.yaml")
+    if data.drop_last and int(data.batch_size) > len(dataset):
+        raise ValueError(f"data.batch_size={data.batch_size} is larger than the {len(dataset)} images of {rec}: with "
+                         "drop_last an epoch would have no step; lower data.batch_size")
     log.info("training data %s: %s (%d identities, %d images)", data.name, rec, dataset.num_classes, len(dataset))
     return TrainingData(rec=rec, num_classes=int(dataset.num_classes), num_images=len(dataset), dataset=dataset)
 
@@ -103,14 +108,18 @@ def seed_worker(worker_id: int) -> None:
 
 
 class FaceDataModule(pl.LightningDataModule):
-    def __init__(self, data, augmentation=None, training: TrainingData | None = None, val_datasets=()):
+    def __init__(self, data, augmentation=None, training: TrainingData | None = None, val_datasets=(),
+                 seed: int = 0):
         """data / augmentation: their config nodes; val_datasets: the validation sets' torch datasets, in order (the
-        caller builds them: the data layer does not know about validation protocols)."""
+        caller builds them: the data layer does not know about validation protocols). `seed` fixes the training
+        order and augmentations (dataset.sampling), so a resumed run continues exactly."""
         super().__init__()
         self.data, self.augmentation = data, augmentation
         self.training = training
         self.val_datasets = list(val_datasets)
+        self.seed = int(seed)
         self.train_set: Dataset | None = None
+        self._resume: dict | None = None  # position of the checkpoint this run resumes from (load_state_dict)
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_set is None and self.training is not None:
@@ -128,13 +137,14 @@ class FaceDataModule(pl.LightningDataModule):
             return TwoViewDataset(base, build_transform(aug.view_l, aug.flip), build_transform(aug.view_h, aug.flip))
         raise ValueError(f"augmentation.views must be 1 or 2, got {aug.views}")
 
-    def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
+    def _loader(self, dataset: Dataset, batch_size: int, train: bool, sampler=None) -> DataLoader:
         data = self.data
         workers = int(data.num_workers)
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=train,
+            sampler=sampler,
+            shuffle=False,  # training order comes from the sampler
             drop_last=train and data.drop_last,
             num_workers=workers,
             pin_memory=data.pin_memory,
@@ -143,7 +153,28 @@ class FaceDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.data.batch_size, train=True)
+        trainer = self.trainer
+        world, rank, epoch = (trainer.world_size, trainer.global_rank, trainer.current_epoch) if trainer else (1, 0, 0)
+        sampler = ResumableSampler(self.train_set, num_replicas=world, rank=rank, seed=self.seed, epoch=epoch)
+        if self.data.drop_last and sampler.num_samples < int(self.data.batch_size):
+            raise ValueError(f"data.batch_size={self.data.batch_size} is larger than the {sampler.num_samples} images "
+                             f"each of the {world} processes gets: an epoch would have no step")
+        if self._resume is not None:
+            sampler.resume_at(self._resume["epoch"], self._resume["batches_done"] * int(self.data.batch_size))
+            self._resume = None
+        return self._loader(EpochSeededDataset(self.train_set, self.seed), self.data.batch_size, train=True,
+                            sampler=sampler)
+
+    def state_dict(self) -> dict:
+        """Where training stands inside the epoch (plain ints: checkpoints load with weights_only=True)."""
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != "fit":
+            return {}
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": int(trainer.current_epoch), "batches_done": int(done)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume = dict(state) if state else None
 
     def val_dataloader(self) -> list[DataLoader]:
         return [self._loader(ds, self.data.val_batch_size, train=False) for ds in self.val_datasets]

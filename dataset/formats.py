@@ -9,13 +9,13 @@
 from __future__ import annotations
 
 import io
-import os
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from common.atomic import atomic_write
 from dataset import recordio
 
 
@@ -156,14 +156,8 @@ def write_bin(path, bins: Sequence, issame: Sequence) -> Path:
     if len(blobs) != 2 * len(flags):
         raise ValueError(f"write_bin: {len(blobs)} images for {len(flags)} pairs (expected 2 per pair)")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            pickle.dump((blobs, flags), f, protocol=4)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path) as f:
+        pickle.dump((blobs, flags), f, protocol=4)
     return path
 
 

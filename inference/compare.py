@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common import atomic
 from inference.backends import Backend, build_backend
 from inference.embedder import embed_images, list_images, write_skipped
 from inference.faces import FaceAligner
@@ -53,7 +54,8 @@ def save_heatmap(sim: np.ndarray, rows: list[str], cols: list[str], path: Path) 
     fig.colorbar(im, ax=ax, label="cosine similarity")
     ax.set_title("face similarity")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic.atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=120)
     plt.close(fig)
 
 
@@ -79,14 +81,14 @@ def run_compare(paths_a, paths_b=None, output_dir="results", backend: Backend | 
     skipped = out_a.skipped + ([] if paths_b is None else out_b.skipped)
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    with open(output_dir / "similarity.csv", "w", newline="") as f:
+    with atomic.atomic_write(output_dir / "similarity.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow([""] + cols)
         writer.writerows([name] + [f"{v:.4f}" for v in row] for name, row in zip(rows, sim, strict=True))
     pairs = [(rows[i], cols[j], float(sim[i, j])) for i in range(len(rows)) for j in range(len(cols))
              if paths_b is not None or i < j]
     pairs.sort(key=lambda t: -t[2])
-    with open(output_dir / "pairs.csv", "w", newline="") as f:
+    with atomic.atomic_write(output_dir / "pairs.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["a", "b", "similarity"])
         writer.writerows([a, b, f"{s:.4f}"] for a, b, s in pairs)

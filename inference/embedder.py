@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from common import atomic
 from common.images import is_image_file
 from inference.backends import Backend, build_backend
 from inference.faces import FaceAligner, FaceCrop
@@ -81,7 +82,7 @@ def _relative(path: Path, root: Path) -> Path:
 
 
 def write_skipped(path: Path, skipped: list[FaceCrop]) -> None:
-    with open(path, "w", newline="") as f:
+    with atomic.atomic_write(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["path", "reason"])
         writer.writerows([str(s.path), s.reason] for s in skipped)
@@ -115,7 +116,8 @@ def run_embed(input_dir, output_dir, backend: Backend | None = None, batch_size:
                 target = target.with_name(f"{rel.stem}_{rel.suffix.lstrip('.')}.jpg")
             used.add(target)
             target.parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(target), face.crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            ok, jpeg = cv2.imencode(".jpg", face.crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            atomic.write_bytes(target, jpeg.tobytes(), durable=False)  # bulk crops: no fsync per file
             aligned = str(target.relative_to(output_dir))
         box = face.box if face.box is not None else np.full(5, np.nan)
         rows.append({
@@ -123,10 +125,11 @@ def run_embed(input_dir, output_dir, backend: Backend | None = None, batch_size:
             "face_score": f"{box[4]:.4f}", "x1": f"{box[0]:.1f}", "y1": f"{box[1]:.1f}", "x2": f"{box[2]:.1f}",
             "y2": f"{box[3]:.1f}", "norm": f"{out.norms[i, 0]:.4f}",
         })
-    np.save(output_dir / "embeddings.npy", out.embeddings)
-    np.save(output_dir / "norms.npy", out.norms)
+    for name, array in (("embeddings.npy", out.embeddings), ("norms.npy", out.norms)):
+        with atomic.atomic_write(output_dir / name) as f:
+            np.save(f, array)
     fields = ["row", "path", "aligned", "method", "num_faces", "face_score", "x1", "y1", "x2", "y2", "norm"]
-    with open(output_dir / "index.csv", "w", newline="") as f:
+    with atomic.atomic_write(output_dir / "index.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from common import atomic
+
 TOLERANCE = 1e-4
 
 
@@ -32,11 +34,14 @@ class _ExportWrapper(nn.Module):
         return emb, norm
 
 
-def check_onnx(model: nn.Module, path: str | Path, batch_sizes=(1, 3), seed: int = 0) -> float:
-    """Max abs difference of the embedding between onnxruntime and PyTorch over a few batch sizes."""
+def check_onnx(model: nn.Module, path: str | Path | bytes, batch_sizes=(1, 3), seed: int = 0,
+               name: str | None = None) -> float:
+    """Max abs difference of the embedding between onnxruntime and PyTorch over a few batch sizes (`path`: a file or
+    the serialized model); raises on non-finite outputs."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(path if isinstance(path, bytes) else str(path), providers=["CPUExecutionProvider"])
+    path = name or path
     size = getattr(model, "meta", {}).get("input_size", 112)
     g = torch.Generator().manual_seed(seed)
     worst = 0.0
@@ -48,6 +53,9 @@ def check_onnx(model: nn.Module, path: str | Path, batch_sizes=(1, 3), seed: int
         if ort_emb.shape != tuple(emb.shape) or ort_norm.shape != tuple(norm.shape):
             raise RuntimeError(f"{path}: ONNX output shapes {ort_emb.shape}, {ort_norm.shape} differ from "
                                f"PyTorch {tuple(emb.shape)}, {tuple(norm.shape)} at batch {n}")
+        for name, out in (("PyTorch", emb.numpy()), ("onnxruntime", ort_emb), ("onnxruntime norm", ort_norm)):
+            if not np.isfinite(out).all():  # max(0.0, nan) is 0.0: a NaN model would otherwise "match"
+                raise RuntimeError(f"{path}: non-finite {name} output at batch {n} (weights with NaN/Inf?)")
         worst = max(worst, float(np.abs(ort_emb - emb.numpy()).max()))
     return worst
 
@@ -59,7 +67,6 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, check: bool
     The model is exported in eval mode on CPU in fp32 (the caller's model is left in eval mode on CPU).
     Raises RuntimeError when the onnxruntime check exceeds `tolerance`.
     """
-    import onnx
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -75,21 +82,21 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, check: bool
             input_names=["input"], output_names=["embedding", "norm"],
             dynamic_shapes={"input": {0: batch}}, verbose=False,
         )
-    program.save(str(path))
-    proto = onnx.load(str(path))
+    proto = program.model_proto  # written once, atomically, with the metadata below
     for key, value in meta.items():  # consumers read colour order and normalisation from the file itself
         proto.metadata_props.add(key=str(key), value=str(value))
-    onnx.save(proto, str(path))
+    serialized = proto.SerializeToString()
 
     result = {"path": str(path), "max_abs_diff": None}
-    if check:
-        diff = check_onnx(model, path)
+    if check:  # before publishing: a model that fails the check never lands under `path`
+        diff = check_onnx(model, serialized, name=str(path))
         result["max_abs_diff"] = diff
         status = "OK" if diff <= tolerance else "FAILED"
         if verbose:
             print(f"onnxruntime check: max |embedding diff| = {diff:.2e} (tolerance {tolerance:.0e}) {status}")
         if diff > tolerance:
             raise RuntimeError(f"{path}: onnxruntime differs from PyTorch by {diff:.2e} > {tolerance:.0e}")
+    atomic.write_bytes(path, serialized)
     return result
 
 

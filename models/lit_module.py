@@ -53,12 +53,15 @@ def lr_factor(step: int, steps_per_epoch: int, milestones: list[int], gamma: flo
 class FaceRecognitionModule(pl.LightningModule):
     def __init__(self, backbone: dict, head: dict | None = None, objective: dict | None = None,
                  optim: dict | None = None, num_classes: int | None = None, views: int = 1,
-                 channels_last: bool = False, compile: bool = False, seed: int = 0):
+                 channels_last: bool = False, compile: bool = False, seed: int = 0, nonfinite_loss: str = "stop"):
         """Each part from its own config node (plain dicts): `backbone`, `head`, `objective` (`name:` + arguments)
         and `optim`. num_classes None = evaluation only (no head, no objective, no optimizer)."""
         super().__init__()
         self.save_hyperparameters()  # plain dicts + scalars: safe for weights_only checkpoint loading
         self.optim, self.compile_backbone, self.seed = optim, bool(compile), int(seed)
+        if nonfinite_loss not in ("stop", "skip"):
+            raise ValueError(f"nonfinite_loss must be 'stop' or 'skip', got {nonfinite_loss!r}")
+        self.nonfinite_loss = nonfinite_loss
         self.model = build_backbone_from_node(backbone)
         self.channels_last = bool(channels_last)
         if self.channels_last:
@@ -123,12 +126,32 @@ class FaceRecognitionModule(pl.LightningModule):
             key_embeddings = self.key_encoder(x)[0]
         loss, logs = self.objective(self.head, embeddings, norms, labels, self.num_views,
                                     key_embeddings=key_embeddings)
+        if self._nonfinite(loss, logs):
+            return None  # Lightning skips this optimizer step (every rank agreed)
         batch_size = labels.shape[0]
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size)
         self.log("train/norm_mean", norms.detach().float().mean(), batch_size=batch_size)
         for name, value in logs.items():
             self.log(f"train/{name}" if "/" not in name else name, value, batch_size=batch_size)
         return loss
+
+    def _nonfinite(self, loss: torch.Tensor, logs: dict) -> bool:
+        """A NaN/Inf loss stops the run with a named error, or (nonfinite_loss=skip) skips the step on every rank:
+        the decision is reduced across ranks so DDP ranks stay in step."""
+        bad = torch.tensor(float(not torch.isfinite(loss.detach()).all()), device=loss.device)
+        trainer = self._trainer  # None when called outside a Trainer (tests)
+        if trainer is not None and trainer.world_size > 1:
+            bad = trainer.strategy.reduce(bad, reduce_op="max")
+        if not bad:
+            return False
+        parts = ", ".join(f"{k}={float(v):.4g}" for k, v in logs.items() if k.startswith("loss"))
+        where = f"step {self.global_step} (epoch {self.current_epoch})"
+        if self.nonfinite_loss == "stop":
+            raise FloatingPointError(f"non-finite training loss at {where}: loss={float(loss.detach()):.4g}"
+                                     f"{' (' + parts + ')' if parts else ''} on some rank; lower optim.lr, check the "
+                                     "data, or set nonfinite_loss=skip to skip such steps")
+        log.warning("non-finite training loss at %s: step skipped (nonfinite_loss=skip)", where)
+        return True
 
     def configure_optimizers(self):
         opt = self.optim

@@ -125,6 +125,7 @@ class TopLevelConf:
     print_config: bool = False
     run_name: str | None = None
     num_threads: int | None = None
+    nonfinite_loss: str = "stop"
     input_dir: str | None = None
     output_dir: str | None = None
 
@@ -162,6 +163,54 @@ def validate_config(cfg: DictConfig) -> None:
         raise ValueError(f"invalid top-level config value: {err}") from None
     if cfg.task not in TASKS:
         raise ValueError(f"task={cfg.task!r} is not one of {', '.join(TASKS)}")
+    check_ranges(cfg)
+
+
+def _range_rules(cfg: DictConfig) -> list[tuple[str, object, bool, str]]:
+    """(key, value, ok, what it must be) for every value a run needs in range."""
+    rules = []
+
+    def rule(key: str, ok, must: str) -> None:
+        node, *path = key.split(".")
+        value = cfg.get(node)
+        for part in path:
+            value = value.get(part) if value is not None else None
+        if value is not None:
+            rules.append((key, value, bool(ok(value)), must))
+
+    rule("data.batch_size", lambda v: v >= 1, ">= 1")
+    rule("data.val_batch_size", lambda v: v >= 1, ">= 1")
+    rule("data.num_workers", lambda v: v >= 0, ">= 0")
+    rule("optim.lr", lambda v: v > 0, "> 0")
+    rule("optim.momentum", lambda v: 0 <= v < 1, "in [0, 1)")
+    rule("optim.weight_decay", lambda v: v >= 0, ">= 0")
+    rule("optim.gamma", lambda v: 0 < v <= 1, "in (0, 1]")
+    rule("optim.warmup_epochs", lambda v: v >= 0, ">= 0")
+    rule("optim.warmup_start_factor", lambda v: 0 < v <= 1, "in (0, 1]")
+    rule("optim.milestones", lambda v: all(m >= 0 for m in v), "epochs >= 0")
+    rule("trainer.max_steps", lambda v: v == -1 or v > 0, "-1 (no limit) or > 0")
+    rule("trainer.accumulate_grad_batches", lambda v: v >= 1, ">= 1")
+    rule("trainer.log_every_n_steps", lambda v: v >= 1, ">= 1")
+    rule("trainer.check_val_every_n_epoch", lambda v: v >= 1, ">= 1")
+    rule("validation.interval", lambda v: v >= 1, ">= 1")
+    rule("lock.heartbeat_s", lambda v: v > 0, "> 0")
+    rule("lock.stale_after_s", lambda v: v > cfg.lock.heartbeat_s, "> lock.heartbeat_s")
+    rule("callbacks.steps.every_n_train_steps", lambda v: v >= 1, ">= 1")
+    rule("callbacks.steps.save_top_k", lambda v: v >= 1 or v == -1, ">= 1 (or -1: keep all)")
+    rule("nonfinite_loss", lambda v: v in ("stop", "skip"), "stop or skip")
+    trainer = cfg.get("trainer")
+    if trainer is not None and trainer.get("max_epochs") is not None:
+        epochs, steps = trainer.max_epochs, trainer.get("max_steps", -1)
+        rules.append(("trainer.max_epochs", epochs, epochs > 0 or (epochs == -1 and steps > 0),
+                      "> 0, or -1 with trainer.max_steps > 0"))
+    return rules
+
+
+def check_ranges(cfg: DictConfig) -> None:
+    """Out-of-range values fail here, before any data is read, naming every offending key."""
+    bad = [f"{key}={value!r} (must be {must})" for key, value, ok, must in _range_rules(cfg) if not ok]
+    if bad:
+        raise ValueError("invalid config value" + ("s" if len(bad) > 1 else "") + ": " + "; ".join(bad))
 
 
 def compose_config(overrides: list[str] | tuple[str, ...] = (), output_dir: str | None = None,

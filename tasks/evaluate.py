@@ -14,6 +14,7 @@ import numpy as np
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
+from common import atomic
 from dataset.datamodule import FaceDataModule
 from tasks.run_info import write_metrics, write_run_info
 from tasks.train import build_module, build_suite, trainer_kwargs
@@ -25,8 +26,8 @@ FIELDS = ("index", "emb", "norm", "emb_flip", "norm_flip")
 
 def save_embeddings(path: Path, per_set: dict[str, dict[str, np.ndarray]]) -> None:
     arrays = {f"{name}/{field}": per_set[name][field] for name in per_set for field in FIELDS}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **arrays)
+    with atomic.atomic_write(path) as f:
+        np.savez(f, **arrays)
 
 
 def load_embeddings(path: Path, names: list[str]) -> dict[str, dict[str, np.ndarray]]:
@@ -86,7 +87,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
     if is_zero:
         write_run_info(cfg, out_dir)
         write_metrics(metrics, out_dir)
-        (out_dir / "metrics.md").write_text(metrics_markdown(metrics))
+        atomic.write_text(out_dir / "metrics.md", metrics_markdown(metrics))
         if cfg.evaluate.roc_png:
             write_roc_curves(suite, out_dir)
         print(f"\nevaluation of {cfg.checkpoint or cache} ({cfg.backbone.name}):\n{suite.summary(metrics)}\n"

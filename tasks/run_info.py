@@ -10,6 +10,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from common import atomic
+
 log = logging.getLogger(__name__)
 
 PACKAGES = ("torch", "pytorch-lightning", "hydra-core", "omegaconf", "numpy", "opencv-python-headless",
@@ -43,14 +45,24 @@ def package_versions() -> dict:
 def write_run_info(cfg: DictConfig, out_dir: Path) -> None:
     """config_resolved.yaml, git.json and versions.json into the run dir (Hydra's .hydra/ holds the unresolved one)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    (out_dir / "git.json").write_text(json.dumps(git_state(Path(cfg.paths.root_dir)), indent=2) + "\n")
-    (out_dir / "versions.json").write_text(json.dumps(package_versions(), indent=2) + "\n")
+    atomic.write_text(out_dir / "config_resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    atomic.write_json(out_dir / "git.json", git_state(Path(cfg.paths.root_dir)))
+    atomic.write_json(out_dir / "versions.json", package_versions())
 
 
-def write_metrics(metrics: dict, out_dir: Path) -> Path:
-    """metrics.json: a flat dict metric name -> final value."""
+def read_metrics(out_dir: Path) -> dict[str, float]:
+    """metrics.json of a run dir ({} when absent or unreadable)."""
+    try:
+        data = json.loads((Path(out_dir) / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: float(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def write_metrics(metrics: dict, out_dir: Path) -> tuple[Path, dict[str, float]]:
+    """metrics.json: a flat dict metric name -> value, merged into what the run dir already holds (a resumed run
+    adds and updates, never drops earlier results). Returns (path, merged metrics)."""
     path = out_dir / "metrics.json"
-    flat = {k: float(v) for k, v in sorted(metrics.items())}
-    path.write_text(json.dumps(flat, indent=2) + "\n")
-    return path
+    merged = {**read_metrics(out_dir), **{k: float(v) for k, v in metrics.items()}}
+    atomic.write_json(path, dict(sorted(merged.items())))
+    return path, merged

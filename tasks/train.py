@@ -2,6 +2,7 @@
 
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -9,10 +10,15 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
 
+from common import atomic
+from common.run_lock import RunDirLock, is_launching_process
 from dataset.datamodule import FaceDataModule, resolve_training_data, resolve_validation_root
+from models.checkpointing import AtomicCheckpointIO, newest_valid_checkpoint, verify_checkpoint
 from models.lit_module import FaceRecognitionModule
-from tasks.run_info import write_metrics, write_run_info
+from models.run_logs import make_csv_logger_resumable
+from tasks.run_info import read_metrics, write_metrics, write_run_info
 from validation.report import metrics_markdown
 from validation.suite import ValidationSuite
 
@@ -56,28 +62,33 @@ def trainer_kwargs(trainer: DictConfig) -> dict:
 
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
-    """`last`: resume from <ckpt_dir>/last.ckpt and fail clearly when absent; `auto`: resume if present (requeue
-    scripts); a path: that file; null: fresh start (SLURM hpc_ckpt_* in the run dir still resume, Lightning's rule)."""
+    """`last` / `auto`: the newest checkpoint of this run dir that verifies (last.ckpt, step and best checkpoints;
+    a torn newer one is skipped, saying why); `last` fails clearly when there is none, `auto` starts fresh. A path:
+    that file, verified. null: fresh start."""
     wanted = cfg.ckpt_path
     if wanted is None:
         return None
     if wanted in ("last", "auto"):
         ckpt_dir = Path(cfg.paths.ckpt_dir)
-        last = ckpt_dir / "last.ckpt"
-        candidates = [p for p in [last, *ckpt_dir.glob("step*.ckpt")] if p.is_file()]
-        if candidates:
-            newest = max(candidates, key=lambda p: p.stat().st_mtime)  # a step checkpoint may be newer (preemption)
-            log.info("resuming from %s", newest)
-            return str(newest)
+        chosen, notes = newest_valid_checkpoint(ckpt_dir)
+        for note in notes:
+            log.warning("ckpt_path=%s: %s", wanted, note)
+        if chosen is not None:
+            log.info("resuming from %s", chosen)
+            return str(chosen)
         if wanted == "auto":
-            log.info("ckpt_path=auto: nothing to resume in %s, starting fresh", last.parent)
+            log.info("ckpt_path=auto: nothing to resume in %s, starting fresh", ckpt_dir)
             return None
         raise FileNotFoundError(
-            f"ckpt_path=last: nothing to resume, {last} does not exist. Resuming needs the same stable run dir as the "
+            f"ckpt_path=last: nothing to resume, {ckpt_dir} holds no complete checkpoint"
+            f"{' (' + '; '.join(notes) + ')' if notes else ''}. Resuming needs the same stable run dir as the "
             f"interrupted run: pass the same run_name=<name> (outputs/runs/<name>) or hydra.run.dir=<dir>, or give "
             f"ckpt_path=<path/to/file.ckpt>; use ckpt_path=auto to start fresh when there is no checkpoint.")
     if not Path(wanted).is_file():
         raise FileNotFoundError(f"ckpt_path={wanted}: no such checkpoint file")
+    problem = verify_checkpoint(wanted)
+    if problem:
+        raise ValueError(f"ckpt_path={wanted}: {problem}")
     return str(wanted)
 
 
@@ -113,42 +124,70 @@ def build_module(cfg: DictConfig, num_classes: int | None) -> FaceRecognitionMod
     c = OmegaConf.to_container(cfg, resolve=True)
     training = {"head": c["head"], "objective": c["objective"], "optim": c["optim"]} if num_classes else {}
     return FaceRecognitionModule(c["backbone"], **training, num_classes=num_classes, views=c["augmentation"]["views"],
-                                 channels_last=c["channels_last"], compile=c["compile"], seed=c["seed"])
+                                 channels_last=c["channels_last"], compile=c["compile"], seed=c["seed"],
+                                 nonfinite_loss=c.get("nonfinite_loss", "stop"))
+
+
+def checkpoint_step(path: str | None) -> int | None:
+    """The global step a checkpoint was written at (memory-mapped, weights-only), None without one."""
+    if path is None:
+        return None
+    import torch
+
+    return int(torch.load(path, map_location="cpu", mmap=True, weights_only=True).get("global_step", 0))
 
 
 def run_train(cfg: DictConfig) -> dict[str, float]:
-    started = time.time()
     check_sweep_strategy(cfg)
-    pl.seed_everything(cfg.seed, workers=False)  # workers seeded per rank by dataset.datamodule.seed_worker
+    out_dir = Path(cfg.paths.output_dir)
+    if not is_launching_process():  # a rank Lightning launched into this run dir: rank 0 holds the lock
+        return _train(cfg, out_dir)
+    with RunDirLock(out_dir, stale_after_s=cfg.lock.stale_after_s, heartbeat_s=cfg.lock.heartbeat_s):
+        return _train(cfg, out_dir)
+
+
+def _train(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
+    started = time.time()
+    pl.seed_everything(cfg.seed, workers=False)  # training order and augmentations: dataset.sampling
     ckpt_path = resolve_ckpt_path(cfg)
+    resume_step = checkpoint_step(ckpt_path)
     training = resolve_training_data(cfg.data, cfg.paths.cache_dir)
     suite = build_suite(cfg)
 
     module = build_module(cfg, training.num_classes)
     module.attach_suite(suite)
-    datamodule = FaceDataModule(cfg.data, cfg.augmentation, training, suite.datasets() if suite is not None else ())
-    loggers = build_loggers(cfg.get("logger"))
-    trainer = pl.Trainer(**trainer_kwargs(cfg.trainer),
+    datamodule = FaceDataModule(cfg.data, cfg.augmentation, training, suite.datasets() if suite is not None else (),
+                                seed=cfg.seed)
+    loggers = [make_csv_logger_resumable(lg, resume_step) if isinstance(lg, CSVLogger) else lg
+               for lg in build_loggers(cfg.get("logger"))]
+    trainer = pl.Trainer(**trainer_kwargs(cfg.trainer), plugins=[AtomicCheckpointIO()],
                          callbacks=build_callbacks(cfg.get("callbacks"), suite is not None, bool(loggers)),
                          logger=loggers or False)
-    out_dir = Path(cfg.paths.output_dir)
     if trainer.is_global_zero:
         write_run_info(cfg, out_dir)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    with warnings.catch_warnings():  # the datamodule resumes mid-epoch itself (dataset.sampling)
+        warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
+    if resume_step is not None and trainer.global_step == resume_step and not module.last_val_metrics:
+        if trainer.is_global_zero:
+            print(f"run dir {out_dir}: the run already finished at step {resume_step} (epoch {trainer.current_epoch});"
+                  " nothing was trained and its results are unchanged")
+        return read_metrics(out_dir)
     metrics = dict(module.last_val_metrics)
     loss = trainer.callback_metrics.get("train/loss")
     if loss is not None:
         metrics["train/loss"] = float(loss)
     metrics["train/global_step"] = float(trainer.global_step)
     metrics["train/epochs"] = float(trainer.current_epoch)
-    metrics["train/wall_s"] = round(time.time() - started, 1)
+    previous_wall = read_metrics(out_dir).get("train/wall_s", 0.0) if resume_step is not None else 0.0
+    metrics["train/wall_s"] = round(previous_wall + time.time() - started, 1)  # summed over resumed sessions
     if trainer.is_global_zero:
-        path = write_metrics(metrics, out_dir)
+        path, metrics = write_metrics(metrics, out_dir)
         if suite is not None and module.last_val_metrics:
             print(f"\nfinal results ({cfg.backbone.name}, {cfg.head.name}, data={cfg.data.name}):\n"
                   f"{suite.summary(module.last_val_metrics)}")
         print(f"run dir: {out_dir}\nmetrics: {path}  (train {metrics['train/wall_s']:.0f} s, "
               f"{trainer.global_step} steps)")
-        (out_dir / "metrics.md").write_text(metrics_markdown(metrics))
+        atomic.write_text(out_dir / "metrics.md", metrics_markdown(metrics))
     return metrics

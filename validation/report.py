@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common import atomic
+
 ALL_AVG_KEYS = ("scface/d1", "scface/d2", "scface/d3", "tinyface/rank_1", "ijbb/tar_far_1e-4", "val/hq_avg")
 _HQ_KEY = re.compile(r"^val/(.+)_acc$")  # what `bin_pairs` sets report
 ROC_FARS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
@@ -77,6 +79,7 @@ def save_roc_png(curves: dict, path, title: str = "1:1 verification ROC", fars=R
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right")
     path = Path(path)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    with atomic.atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -12,6 +12,8 @@ import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import numpy as np
+
 from validation import report
 from validation.fusion import FUSION_MODES
 from validation.protocols import STANDARD_SETS, SetEmbeddings, ValidationProtocol, build_protocol
@@ -97,6 +99,13 @@ class ValidationSuite:
         expected = protocol.num_images()
         if emb.shape[0] != expected:
             raise ValueError(f"validation set {protocol.name!r}: {emb.shape[0]} embeddings for {expected} images")
+        for what, array in (("embeddings", emb), ("norms", norm), ("flip embeddings", emb_flip),
+                            ("flip norms", norm_flip)):
+            if array is not None and not np.isfinite(array).all():
+                rows = np.flatnonzero(~np.isfinite(np.asarray(array)).reshape(len(array), -1).all(1))
+                raise ValueError(f"validation set {protocol.name!r}: {len(rows)} images have non-finite {what} "
+                                 f"(first at index {rows[0]}); the model's weights or its inputs are broken, and "
+                                 "metrics of such embeddings would mean nothing")
         return protocol.compute(SetEmbeddings(emb, norm, emb_flip, norm_flip), self.fusion)
 
     def evaluate(self, per_set: Iterable[tuple]) -> dict[str, float]:

@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from common import atomic
 from validation.report import averages, markdown_table
 
 COLUMNS = [("scface/d1", "SCface d1"), ("scface/d2", "SCface d2"), ("scface/d3", "SCface d3"),
@@ -115,7 +116,8 @@ def save_bar_chart(records: list[dict], path) -> Path | None:
     ax.set(ylabel="%", ylim=(0, 100), title="sweep summary")
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize="small", ncol=min(3, len(done)))
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    with atomic.atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
     return Path(path)
 
@@ -130,7 +132,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     sweep = Path(args.sweep)
-    (sweep / "summary.md").write_text(text)
+    atomic.write_text(sweep / "summary.md", text)
     chart = save_bar_chart(records, sweep / "summary.png")
     print(text)
     print(f"written: {sweep / 'summary.md'}" + (f", {chart}" if chart else ""))
