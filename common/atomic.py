@@ -32,7 +32,7 @@ def _file_mode() -> int:
 _FILE_MODE = _file_mode()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -47,7 +47,7 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
     removed = []
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):
         parts = tmp.name[len(path.name) + 2:].split(".")
-        if parts and parts[0].isdigit() and int(parts[0]) != os.getpid() and not _pid_alive(int(parts[0])):
+        if parts and parts[0].isdigit() and int(parts[0]) != os.getpid() and not pid_alive(int(parts[0])):
             with contextlib.suppress(OSError):
                 tmp.unlink()
                 removed.append(tmp)

@@ -32,16 +32,6 @@ def is_launching_process() -> bool:
     return all(os.environ.get(v, "0") in ("0", "") for v in RANK_VARIABLES)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class RunDirLock:
     def __init__(self, run_dir, stale_after_s: float = 300.0, heartbeat_s: float = 30.0):
         self.path = Path(run_dir) / LOCK_NAME
@@ -53,7 +43,7 @@ class RunDirLock:
     def _stale_reason(self, info: dict | None, mtime: float) -> str | None:
         if info is None:  # unreadable: a holder killed while creating it, or garbage
             return "unreadable lock file" if time.time() - mtime > self.heartbeat_s else None
-        if info.get("host") == self._info["host"] and not _pid_alive(int(info.get("pid", -1))):
+        if info.get("host") == self._info["host"] and not atomic.pid_alive(int(info.get("pid", -1))):
             return f"process {info.get('pid')} on this host is gone"
         age = time.time() - float(info.get("heartbeat", mtime))
         if age > self.stale_after_s:

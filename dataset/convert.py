@@ -23,7 +23,9 @@ from common.images import IMAGE_EXTENSIONS, is_image_file
 from common.parallel import ordered_map
 from dataset import recordio
 from dataset.formats import (  # noqa: F401  (re-exported: `from dataset.convert import load_bin` keeps working)
+    RecPairWriter,
     UnsafeBinError,
+    check_pack,
     encode_image,
     image_keys,
     label_to_int,
@@ -50,39 +52,6 @@ def _image_ext(payload: bytes) -> str:
     if payload[:2] == b"BM":
         return ".bmp"
     return ".bin"
-
-
-class _AtomicRecPair:
-    """Write `<stem>.rec`/`<stem>.idx` under temporary names; publish them only on success.
-
-    Any stale pair under the final names is removed before writing starts, so a crash leaves no pair at all.
-    """
-
-    def __init__(self, out_dir, name: str):
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        self.rec_path = out_dir / f"{name}.rec"
-        self.idx_path = out_dir / f"{name}.idx"
-        tag = f".tmp-{os.getpid()}"
-        self._tmp_rec = out_dir / f"{name}.rec{tag}"
-        self._tmp_idx = out_dir / f"{name}.idx{tag}"
-        self.writer = None
-
-    def __enter__(self) -> recordio.MXIndexedRecordIO:
-        for path in (self.idx_path, self.rec_path):  # idx first: never an idx without its rec
-            path.unlink(missing_ok=True)
-        self.writer = recordio.MXIndexedRecordIO(self._tmp_idx, self._tmp_rec, "w")
-        return self.writer
-
-    def __exit__(self, exc_type, exc, tb):
-        self.writer.close()
-        if exc_type is not None:
-            self._tmp_rec.unlink(missing_ok=True)
-            self._tmp_idx.unlink(missing_ok=True)
-            return False
-        os.replace(self._tmp_rec, self.rec_path)  # .rec first, .idx last: the idx marks completion
-        os.replace(self._tmp_idx, self.idx_path)
-        return False
 
 
 def _progress(iterable, total: int | None, desc: str, enabled: bool = True):
@@ -138,7 +107,7 @@ def make_rec(
             raise ValueError(f"make_rec: cannot decode image {file}")
         return encode_image(img, quality)
 
-    with _AtomicRecPair(data_root, dataset_name) as writer:
+    with RecPairWriter(data_root, dataset_name) as writer:
         encoded = ordered_map(load, paths, workers, "threads")  # OpenCV codecs release the GIL
         for i, (path, payload) in enumerate(_progress(zip(paths, encoded), len(paths), dataset_name, progress)):
             label = lab_func(path) if lab_func is not None else i
@@ -175,7 +144,7 @@ def write_insightface_rec(
         img, label = item
         return encode_image(img, quality), int(label)
 
-    with _AtomicRecPair(out_dir, name) as writer:
+    with RecPairWriter(out_dir, name) as writer:
         # header0 goes first with placeholder values; it has a fixed size, so it is patched in place at the end.
         placeholder = recordio.pack(recordio.IRHeader(0, [0.0, 0.0], 0, 0), b"")
         writer.write_idx(0, placeholder)
@@ -264,7 +233,8 @@ def unpack_rec(rec_path, out_dir, swap_rb: bool = False, limit: int | None = Non
 
 
 
-def _rec_info(rec_path) -> str:
+def _rec_info(rec_path, check: bool = False) -> tuple[str, bool]:
+    """Summary of a pack and whether it is sound: its last record always, every record with check=True."""
     with open_rec(rec_path) as record:
         keys = image_keys(record)
         lines = [f"{rec_path}: {len(record.keys)} records, {len(keys)} images"]
@@ -276,7 +246,19 @@ def _rec_info(rec_path) -> str:
             header, img = recordio.unpack_img(record.read_idx(keys[0]))
             shape = None if img is None else img.shape
             lines.append(f"first image: key {keys[0]} label {label_to_int(header.label)} shape {shape}")
-    return "\n".join(lines)
+        last_key = max(record.idx, key=record.idx.get) if record.idx else None
+        if last_key is not None and not check:  # cheap: a truncated file fails on its last record
+            try:
+                recordio.unpack(record.read_idx(last_key))
+            except recordio.RecordIOError as err:
+                return "\n".join([*lines, f"BROKEN: {err} (run with --check to list every bad record)"]), False
+    if check:
+        checked, problems = check_pack(rec_path)
+        if problems:
+            return "\n".join([*lines, f"BROKEN: {len(problems)} bad record(s) among {checked} checked:",
+                              *[f"  {p}" for p in problems]]), False
+        lines.append(f"check: all {checked} records read and decode cleanly")
+    return "\n".join(lines), True
 
 
 def _bin_info(bin_path) -> str:
@@ -322,8 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--swap-rb", action="store_true", help="fix R/B of files made by QGFace with is_origin=False")
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
 
-    p = sub.add_parser("rec-info", help="summarise a .rec/.idx pair")
+    p = sub.add_parser("rec-info", help="summarise a .rec/.idx pair (exit status 1 when it is broken)")
     p.add_argument("rec")
+    p.add_argument("--check", action="store_true", help="read and decode every record; name the bad ones")
 
     p = sub.add_parser("bin-info", help="summarise a verification .bin (loaded safely)")
     p.add_argument("bin")
@@ -353,7 +336,10 @@ def main(argv=None) -> int:
         n = unpack_rec(args.rec, args.out_dir, swap_rb=args.swap_rb, limit=args.limit)
         print(f"wrote {n} images under {args.out_dir}")
     elif args.command == "rec-info":
-        print(_rec_info(args.rec))
+        text, sound = _rec_info(args.rec, check=args.check)
+        print(text)
+        if not sound:
+            return 1
     elif args.command == "bin-info":
         print(_bin_info(args.bin))
     elif args.command == "bin-unpack":

@@ -21,7 +21,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common.atomic import atomic_write, pid_alive
 from dataset import recordio
+from dataset.decode import decode_checked
 
 REQUIRED_COLUMNS = ("index", "name", "label")
 JPEG_QUALITY = 95
@@ -34,6 +36,18 @@ def _encode(img_or_bytes, quality: int) -> bytes:
     if not ok:
         raise ValueError("JPEG encoding failed")
     return buf.tobytes()
+
+
+def _recover_set_dir(out_dir: Path) -> None:
+    """Undo what a killed `write_packed_set` left: its temporary folder, or the previous set moved aside."""
+    for leftover in out_dir.parent.glob(f".{out_dir.name}.*-*"):
+        kind, _, pid = leftover.name[len(out_dir.name) + 2:].partition("-")
+        if not pid.isdigit() or pid_alive(int(pid)):
+            continue
+        if kind == "old" and not out_dir.exists():
+            os.replace(leftover, out_dir)  # killed between the two renames: the previous set comes back
+        elif kind in ("old", "tmp"):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def write_packed_set(
@@ -54,13 +68,14 @@ def write_packed_set(
     for required in REQUIRED_COLUMNS[::-1]:
         if required not in columns:
             columns.insert(0, required)
+    _recover_set_dir(out_dir)
     tmp_dir = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     if tmp_dir.exists():
         shutil.rmtree(tmp_dir)
     tmp_dir.mkdir(parents=True)
     try:
         record = recordio.MXIndexedRecordIO(str(tmp_dir / "images.idx"), str(tmp_dir / "images.rec"), "w")
-        with open(tmp_dir / "meta.csv", "w", newline="") as meta_file:
+        with atomic_write(tmp_dir / "meta.csv", "w", newline="") as meta_file:
             writer = csv.DictWriter(meta_file, fieldnames=columns, extrasaction="raise")
             writer.writeheader()
             for index, (image, row) in enumerate(items):
@@ -81,9 +96,11 @@ def write_packed_set(
                 target.write_bytes(content)
             else:
                 target.write_text(str(content))
+        old_dir = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
         if out_dir.exists():
-            shutil.rmtree(out_dir)
+            os.replace(out_dir, old_dir)  # the previous set stays whole until the new one is in place
         os.replace(tmp_dir, out_dir)
+        shutil.rmtree(old_dir, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
@@ -132,9 +149,8 @@ class PackedSet:
         return len(self.meta["index"])
 
     def read_image(self, index: int) -> np.ndarray:
-        _, img = recordio.unpack_img(self._record.read_idx(int(index)), iscolor=1)
-        if img is None:
-            raise ValueError(f"{self.directory / 'images.rec'}: record {index} is not a decodable image")
+        _, payload = recordio.unpack(self._record.read_idx(int(index)))
+        img = decode_checked(payload, f"{self.directory / 'images.rec'} record {index}")
         return img[:, :, ::-1].copy() if self.swap_rb else img
 
 

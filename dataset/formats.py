@@ -9,13 +9,14 @@
 from __future__ import annotations
 
 import io
+import os
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from common.atomic import atomic_write
+from common.atomic import atomic_write, fsync_directory, remove_stale_temporaries
 from dataset import recordio
 
 
@@ -62,6 +63,8 @@ def image_keys(record: recordio.MXIndexedRecordIO) -> list:
 def open_rec(rec_path, idx_path=None) -> recordio.MXIndexedRecordIO:
     """Open `<x>.rec` for random access with its `<x>.idx` (or the given index)."""
     rec_path = Path(rec_path)
+    if idx_path is None:
+        recover_pair(rec_path)  # an interrupted publication is finished or undone before reading
     idx_path = Path(idx_path) if idx_path is not None else rec_path.with_suffix(".idx")
     return recordio.MXIndexedRecordIO(idx_path, rec_path, "r")
 
@@ -162,3 +165,121 @@ def write_bin(path, bins: Sequence, issame: Sequence) -> Path:
 
 
 # ---------------------------------------------------------------- command line
+
+
+# ---------------------------------------------------------------- publishing a .rec/.idx pair
+
+
+def _temporaries(path: Path) -> list[Path]:
+    """Writer temporaries of `path` (`.<name>.<pid>.<random>.tmp`, the common.atomic naming)."""
+    return sorted(path.parent.glob(f".{path.name}.*.tmp"))
+
+
+def recover_pair(rec_path) -> str | None:
+    """Finish or undo a publication of `<x>.rec`/`<x>.idx` that a kill interrupted; returns what was done.
+
+    Publication (see `RecPairWriter`) moves the old `.idx` aside to `.idx.old`, renames the new `.rec`, then the new
+    `.idx`, then drops `.idx.old`. So `.idx.old` without `.idx` means it stopped in between: if the new `.rec` was
+    not yet renamed, the old pair is put back; if it was, the new `.idx` is put in place.
+    """
+    rec_path = Path(rec_path)
+    idx_path = rec_path.with_suffix(".idx")
+    idx_old = idx_path.with_name(idx_path.name + ".old")
+    if not idx_old.exists():
+        return None
+    if idx_path.exists():
+        idx_old.unlink()
+        return f"{rec_path}: completed an interrupted publication (removed {idx_old.name})"
+    new_recs, new_idxs = _temporaries(rec_path), _temporaries(idx_path)
+    if new_recs or not new_idxs:
+        os.replace(idx_old, idx_path)
+        for tmp in new_recs + new_idxs:
+            tmp.unlink(missing_ok=True)
+        return f"{rec_path}: rolled back an interrupted publication (the previous pair is restored)"
+    os.replace(new_idxs[-1], idx_path)
+    idx_old.unlink()
+    return f"{rec_path}: completed an interrupted publication (new index put in place)"
+
+
+class RecPairWriter:
+    """`with RecPairWriter(dir, name) as writer:` writes `<name>.rec`/`.idx` under temporary names in `dir` and
+    publishes them only when complete. The previous pair stays valid until then: a failed or killed writer (full
+    disk included) leaves it untouched and removes its temporaries (a killed one's are removed by the next writer).
+    The files keep mxnet's format; only their names change during publication (`recover_pair`)."""
+
+    def __init__(self, out_dir, name: str):
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.rec_path, self.idx_path = out_dir / f"{name}.rec", out_dir / f"{name}.idx"
+        self.writer = None
+
+    def __enter__(self) -> recordio.MXIndexedRecordIO:
+
+        recover_pair(self.rec_path)
+        for path in (self.rec_path, self.idx_path):
+            remove_stale_temporaries(path)
+        tag = f"{os.getpid()}.{os.urandom(4).hex()}.tmp"
+        self._tmp_rec = self.rec_path.with_name(f".{self.rec_path.name}.{tag}")
+        self._tmp_idx = self.idx_path.with_name(f".{self.idx_path.name}.{tag}")
+        self.writer = recordio.MXIndexedRecordIO(self._tmp_idx, self._tmp_rec, "w")
+        return self.writer
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            self.writer.close()  # may raise on a full disk: the temporaries still go
+            if exc_type is not None:
+                return False
+            for tmp in (self._tmp_rec, self._tmp_idx):
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+            self._publish()
+        except BaseException:
+            self._tmp_rec.unlink(missing_ok=True)
+            self._tmp_idx.unlink(missing_ok=True)
+            raise
+        finally:
+            if exc_type is not None:
+                self._tmp_rec.unlink(missing_ok=True)
+                self._tmp_idx.unlink(missing_ok=True)
+        return False
+
+    def _publish(self) -> None:
+
+        idx_old = self.idx_path.with_name(self.idx_path.name + ".old")
+        if self.idx_path.exists():
+            os.replace(self.idx_path, idx_old)  # from here a reader sees "no index", never a mismatched pair
+        os.replace(self._tmp_rec, self.rec_path)
+        os.replace(self._tmp_idx, self.idx_path)
+        idx_old.unlink(missing_ok=True)
+        fsync_directory(self.rec_path.parent)
+
+
+# ---------------------------------------------------------------- checking a pack
+
+
+def check_pack(rec_path, decode: bool = True, limit_problems: int = 20) -> tuple[int, list[str]]:
+    """Read every record of `<x>.rec` through its index: framing (magic, lengths), header, and (decode=True) a clean
+    image decode. Returns (records checked, problems naming key and offset; at most `limit_problems`)."""
+    from dataset.decode import CorruptImageError, decode_checked
+
+    problems: list[str] = []
+    checked = 0
+    with open_rec(rec_path) as record:
+        size = Path(rec_path).stat().st_size
+        images = set(image_keys(record))
+        for key in record.keys:
+            offset = record.idx[key]
+            where = f"{rec_path} key {key} (offset {offset})"
+            checked += 1
+            if offset >= size:
+                problems.append(f"{where}: offset past the end of the file ({size} bytes): truncated .rec?")
+            else:
+                try:
+                    header, payload = recordio.unpack(record.read_idx(key))
+                    if decode and key in images:
+                        decode_checked(payload, where)
+                except (recordio.RecordIOError, CorruptImageError, ValueError) as err:
+                    problems.append(str(err) if str(where) in str(err) else f"{where}: {err}")
+            if len(problems) >= limit_problems:
+                break
+    return checked, problems

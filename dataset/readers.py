@@ -11,7 +11,6 @@ import struct
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -19,6 +18,7 @@ from torch.utils.data import Dataset
 from common.images import IMAGE_EXTENSIONS
 from dataset import recordio
 from dataset.convert import list_identity_folders
+from dataset.decode import decode_checked
 from dataset.formats import image_keys, label_to_int, load_bin, open_rec
 
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -34,11 +34,10 @@ def to_chw_tensor(img: np.ndarray) -> torch.Tensor:
 
 
 def decode_image(payload, source: str) -> np.ndarray:
-    """Encoded bytes -> BGR uint8 array; `source` (file and key) names the culprit when decoding fails."""
-    img = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR) if len(payload) else None
-    if img is None:
-        raise ValueError(f"cannot decode image {source} ({len(payload)} bytes)")
-    return img
+    """Encoded bytes -> BGR uint8 array; `source` (file and key) names the culprit when decoding fails or libjpeg
+    reports corrupt data (dataset.decode: never silent). `python -m dataset.convert rec-info FILE --check` lists every
+    bad record of a pack."""
+    return decode_checked(payload, source)
 
 
 def unpack_view(record: bytes):

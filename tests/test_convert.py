@@ -60,12 +60,12 @@ def test_make_rec_reencode_has_correct_colours_and_lab_func(tmp_path):
         assert b > 180 and abs(r - (10 + 10 * i)) < 8  # blue stays blue: no R/B swap
 
 
-def test_interrupted_make_rec_leaves_no_pair(tmp_path):
+def test_failed_make_rec_rerun_keeps_the_previous_pair(tmp_path):
+    """A rerun that fails part-way leaves the previous valid pair byte for byte, and no temporaries."""
     paths = write_images(tmp_path / "imgs", 10)
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "ds.rec").write_bytes(b"stale")
-    (out / "ds.idx").write_text("0\t0\n")
+    make_rec(paths[:4], out, dataset_name="ds", num_workers=1, progress=False)
+    before = {name: (out / name).read_bytes() for name in ("ds.rec", "ds.idx")}
 
     def lab_func(path):
         if str(path).endswith("img_006.jpg"):
@@ -74,7 +74,21 @@ def test_interrupted_make_rec_leaves_no_pair(tmp_path):
 
     with pytest.raises(RuntimeError, match="simulated crash"):
         make_rec(paths, out, lab_func=lab_func, dataset_name="ds", num_workers=2, progress=False)
-    assert sorted(os.listdir(out)) == []  # no stale pair, no half-written pair, no temporaries
+    assert sorted(os.listdir(out)) == ["ds.idx", "ds.rec"]
+    assert {name: (out / name).read_bytes() for name in before} == before
+
+
+def test_interrupted_first_make_rec_leaves_no_pair(tmp_path):
+    paths = write_images(tmp_path / "imgs", 10)
+
+    def lab_func(path):
+        if str(path).endswith("img_006.jpg"):
+            raise RuntimeError("simulated crash")
+        return 0
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        make_rec(paths, tmp_path / "out", lab_func=lab_func, dataset_name="ds", num_workers=2, progress=False)
+    assert sorted(os.listdir(tmp_path / "out")) == []  # no half-written pair, no temporaries
 
 
 def test_make_rec_unreadable_image_names_the_file(tmp_path):
