@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -336,7 +337,11 @@ def main(argv=None) -> int:
         n = unpack_rec(args.rec, args.out_dir, swap_rb=args.swap_rb, limit=args.limit)
         print(f"wrote {n} images under {args.out_dir}")
     elif args.command == "rec-info":
-        text, sound = _rec_info(args.rec, check=args.check)
+        try:
+            text, sound = _rec_info(args.rec, check=args.check)
+        except (recordio.RecordIOError, OSError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         print(text)
         if not sound:
             return 1

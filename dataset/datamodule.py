@@ -170,8 +170,11 @@ class FaceDataModule(pl.LightningDataModule):
         trainer = self.trainer
         if trainer is None or trainer.state.fn != "fit":
             return {}
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        return {"epoch": int(trainer.current_epoch), "batches_done": int(done)}
+        # from the global step, not from Lightning's per-epoch batch counter: that counter restarts at 0 when a run
+        # resumed from an end-of-epoch checkpoint is resumed again (every epoch has num_training_batches batches)
+        per_epoch = int(trainer.num_training_batches)
+        done = int(trainer.global_step) * int(trainer.accumulate_grad_batches) - int(trainer.current_epoch) * per_epoch
+        return {"epoch": int(trainer.current_epoch), "batches_done": max(0, min(done, per_epoch))}
 
     def load_state_dict(self, state: dict) -> None:
         self._resume = dict(state) if state else None

@@ -203,6 +203,10 @@ class BinPairsDataset(Dataset):
         self.bin_path = str(bin_path)
         self.bins, self.issame = load_bin(bin_path)
         self.transform = transform
+        if len(self.bins) != 2 * len(self.issame):
+            raise ValueError(f"{self.bin_path}: {len(self.bins)} images for {len(self.issame)} pairs (expected 2 each)")
+        for index in sorted({0, len(self.bins) - 1}) if self.bins else ():  # fail now, not after a training epoch
+            decode_image(self.bins[index], f"{self.bin_path} image {index}")
 
     def __len__(self) -> int:
         return len(self.bins)

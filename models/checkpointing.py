@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import zipfile
 from pathlib import Path
 
@@ -21,15 +22,28 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from common import atomic
 
 log = logging.getLogger(__name__)
+STEP_FILE = re.compile(r"step\d+\.ckpt")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
+    """`keep_steps`: after a `step<N>.ckpt` is written, only the newest `keep_steps` of them stay (Lightning's own
+    top-k forgets the files of an attempt that was killed before it could prune them); None keeps all."""
+
+    def __init__(self, keep_steps: int | None = None):
+        super().__init__()
+        self.keep_steps = keep_steps
+
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         atomic.write_bytes(path, buffer.getvalue())
+        path = Path(path)
+        if self.keep_steps and STEP_FILE.fullmatch(path.name):
+            steps = sorted(p for p in path.parent.glob("step*.ckpt") if STEP_FILE.fullmatch(p.name))
+            for old in steps[:-self.keep_steps]:  # zero-padded step numbers: name order is step order
+                old.unlink(missing_ok=True)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
         path = Path(path)

@@ -87,6 +87,14 @@ class FaceRecognitionModule(pl.LightningModule):
         self.keep_val_embeddings = False
         self._val_outputs: dict[int, list[tuple[torch.Tensor, ...]]] = {}
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # the last validation results travel with the weights (plain floats: weights-only loading), so a run killed
+        # between its final checkpoint and metrics.json still reports them when resumed
+        checkpoint["last_val_metrics"] = {k: float(v) for k, v in self.last_val_metrics.items()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.last_val_metrics = dict(checkpoint.get("last_val_metrics", {}))
+
     def attach_suite(self, suite) -> None:
         self.suite = suite
         self.val_sizes = [] if suite is None else [len(d) for d in suite.datasets()]

@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 
 
 def _step(row: dict) -> int | None:
+    if None in row.values() or None in row:  # fields missing or extra: a torn line
+        return None
     try:
         return int(float(row.get("step", "")))
     except ValueError:
@@ -35,8 +37,11 @@ class ResumableCSVWriter(ExperimentWriter):
         if not os.path.isfile(self.metrics_file_path):
             return
         with open(self.metrics_file_path, newline="") as f:
-            reader = csv.DictReader(f)
-            keys, rows = list(reader.fieldnames or []), list(reader)
+            text = f.read()
+        reader = csv.DictReader(text.splitlines())
+        keys, rows = list(reader.fieldnames or []), list(reader)
+        if rows and not text.endswith("\n"):
+            rows = rows[:-1]  # the last line of a killed run may be cut anywhere
         kept = [r for r in rows if _step(r) is not None and (resume_step is None or _step(r) <= resume_step)]
         if resume_step is None:
             log.warning("%s exists and this run does not resume: its rows are kept, new rows follow them",

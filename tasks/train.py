@@ -137,6 +137,24 @@ def checkpoint_step(path: str | None) -> int | None:
     return int(torch.load(path, map_location="cpu", mmap=True, weights_only=True).get("global_step", 0))
 
 
+def _already_finished(out_dir: Path, checkpoint_metrics: dict, step: int, trainer) -> dict[str, float]:
+    """Resuming a finished run trains nothing; its results stay, completed from the checkpoint if a kill came
+    between the last checkpoint and metrics.json."""
+    existing = read_metrics(out_dir)
+    missing = {k: v for k, v in checkpoint_metrics.items() if k not in existing}
+    if not trainer.is_global_zero:
+        return existing
+    if missing:
+        _, existing = write_metrics(missing, out_dir)
+        atomic.write_text(out_dir / "metrics.md", metrics_markdown(existing))
+        print(f"run dir {out_dir}: the run had finished at step {step}; its results were missing from metrics.json "
+              "and were restored from the last checkpoint")
+    else:
+        print(f"run dir {out_dir}: the run already finished at step {step}; nothing was trained and its results are "
+              "unchanged")
+    return existing
+
+
 def run_train(cfg: DictConfig) -> dict[str, float]:
     check_sweep_strategy(cfg)
     out_dir = Path(cfg.paths.output_dir)
@@ -160,7 +178,9 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
                                 seed=cfg.seed)
     loggers = [make_csv_logger_resumable(lg, resume_step) if isinstance(lg, CSVLogger) else lg
                for lg in build_loggers(cfg.get("logger"))]
-    trainer = pl.Trainer(**trainer_kwargs(cfg.trainer), plugins=[AtomicCheckpointIO()],
+    steps_node = (cfg.get("callbacks") or {}).get("steps") or {}
+    keep_steps = steps_node.get("save_top_k") if steps_node.get("save_top_k", -1) > 0 else None
+    trainer = pl.Trainer(**trainer_kwargs(cfg.trainer), plugins=[AtomicCheckpointIO(keep_steps)],
                          callbacks=build_callbacks(cfg.get("callbacks"), suite is not None, bool(loggers)),
                          logger=loggers or False)
     if trainer.is_global_zero:
@@ -169,11 +189,8 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
         warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
-    if resume_step is not None and trainer.global_step == resume_step and not module.last_val_metrics:
-        if trainer.is_global_zero:
-            print(f"run dir {out_dir}: the run already finished at step {resume_step} (epoch {trainer.current_epoch});"
-                  " nothing was trained and its results are unchanged")
-        return read_metrics(out_dir)
+    if resume_step is not None and trainer.global_step == resume_step:
+        return _already_finished(out_dir, module.last_val_metrics, resume_step, trainer)
     metrics = dict(module.last_val_metrics)
     loss = trainer.callback_metrics.get("train/loss")
     if loss is not None:

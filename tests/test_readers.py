@@ -121,13 +121,17 @@ def test_list_and_folder_datasets(tmp_path):
 
 
 def test_bin_pairs_dataset(tmp_path):
-    write_bin(tmp_path / "lfw.bin", [png(solid(BLUE)), png(solid(RED)), png(solid(RED)), b"junk"], [True, False])
+    write_bin(tmp_path / "lfw.bin", [png(solid(BLUE)), png(solid(RED)), b"junk", png(solid(RED))], [True, False])
     ds = BinPairsDataset(tmp_path / "lfw.bin")
     assert len(ds) == 4 and ds.issame == [True, False]
     img, index = ds[1]
     assert index == 1 and img.shape == (3, 8, 8) and img[2].float().mean() > 200
-    with pytest.raises(ValueError, match=r"lfw\.bin image 3"):
-        ds[3]
+    with pytest.raises(ValueError, match=r"lfw\.bin image 2"):
+        ds[2]
+    # a .bin of non-images fails when the dataset is built (before training), naming the file and the image
+    write_bin(tmp_path / "bad.bin", [png(solid(BLUE)), png(solid(RED)), png(solid(RED)), b"junk"], [True, False])
+    with pytest.raises(ValueError, match=r"bad\.bin image 3"):
+        BinPairsDataset(tmp_path / "bad.bin")
 
 
 def test_make_rec_output_is_readable_by_train_dataset(tmp_path):

@@ -40,6 +40,22 @@ class IJBProtocol(PackedProtocol):
         self._pairs = None
         self._roc = None
 
+    def dataset(self, swap_rb: bool = False):
+        dataset = super().dataset(swap_rb)
+        self.check_pairs()  # before any image is embedded
+        return dataset
+
+    def check_pairs(self) -> None:
+        """Every template the pair list names must have images in meta.csv; raises naming the file and template."""
+        import numpy as np
+
+        p1, p2, _ = self.pairs()
+        known = np.unique(self.meta["template"])
+        unknown = np.setdiff1d(np.union1d(p1, p2), known)
+        if len(unknown):
+            raise ValueError(f"IJB set {self.name!r}: {self.pair_file} names {len(unknown)} templates that have no "
+                             f"image in {self.path / 'meta.csv'} (first: {unknown[0]}); wrong pair file for this set?")
+
     def pairs(self) -> tuple:
         """(template 1, template 2, label) of the pair list, read once (8M lines for IJB-B)."""
         if self._pairs is None:
