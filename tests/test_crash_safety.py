@@ -391,3 +391,53 @@ def test_chaos_kill_at_random_moments_then_resume_gives_the_uninterrupted_result
     ref_metrics = json.loads((reference / "metrics.json").read_text())
     assert json.loads((run / "metrics.json").read_text())["train/global_step"] == ref_metrics["train/global_step"]
     assert not list(run.rglob("*.tmp"))  # the last writers cleaned up what killed ones left
+
+
+def test_a_second_training_run_on_a_held_run_dir_refuses(tmp_path):
+    from common.run_lock import RunDirBusy, RunDirLock
+    from tasks.train import run_train
+
+    cfg = tiny_cfg(tmp_path, "run", "trainer.max_epochs=1")
+    with RunDirLock(tmp_path / "run"), pytest.raises(RunDirBusy, match="in use by process"):
+        run_train(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()  # refused before anything was written
+
+
+def test_full_disk_during_a_pack_rerun_keeps_the_old_pair_and_removes_temporaries(tmp_path, monkeypatch):
+    from dataset import recordio
+
+    _pack(tmp_path, 4, 10)
+    folder = tmp_path / "train"
+    (folder / ".train.rec.999999.dead.tmp").write_bytes(b"left by a killed writer")
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if not p.name.startswith(".")}
+    real_close = recordio.MXIndexedRecordIO.close
+
+    def full_disk(self):
+        real_close(self)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(recordio.MXIndexedRecordIO, "close", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        _pack(tmp_path, 6, 200)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # no temporaries, old litter gone too
+
+
+def test_a_corrupt_jpeg_in_a_training_pack_names_the_record(tmp_path):
+    import cv2
+
+    from dataset.convert import write_insightface_rec
+    from dataset.readers import TrainRecordDataset
+
+    rng = np.random.default_rng(1)
+    images = [(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), i // 2) for i in range(4)]
+    write_insightface_rec(tmp_path / "train", images, name="train", progress=False)
+    rec = tmp_path / "train" / "train.rec"
+    data = bytearray(rec.read_bytes())
+    ok, jpeg = cv2.imencode(".jpg", images[1][0])
+    data[bytes(data).index(jpeg.tobytes()[900:964])] ^= 0x01  # decodes with a libjpeg warning only
+    rec.write_bytes(bytes(data))
+    dataset = TrainRecordDataset(str(rec))
+    dataset[0]
+    with pytest.raises(ValueError, match=r"train\.rec key 2.*Corrupt JPEG"):
+        dataset[1]
