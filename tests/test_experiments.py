@@ -84,3 +84,13 @@ def test_real_data_recipe_overrides_the_cpu_ablation_schedule(compose):
     assert cfg.optim.lr == 0.2 and list(cfg.optim.milestones) == [6, 9] and cfg.trainer.max_epochs == 12
     ablation = compose("experiment=qgface")
     assert ablation.optim.lr == 0.1 and list(ablation.optim.milestones) == [3, 4]
+
+
+def test_qgface_ema0_is_qgface_with_the_released_norm_statistics_start(compose):
+    from losses import build_head_from_node
+
+    cfg, base = compose("experiment=qgface_ema0"), compose("experiment=qgface")
+    assert cfg.objective == base.objective and cfg.augmentation == base.augmentation
+    head = build_head_from_node(cfg.head, embedding_size=8, num_classes=3)
+    assert float(head.batch_mean) == 0.0 and float(head.batch_std) == 0.0
+    assert float(build_head_from_node(base.head, embedding_size=8, num_classes=3).batch_mean) == 20.0

@@ -27,14 +27,61 @@ def test_summarize_sweep_with_failed_job(tmp_path, capsys):
     assert summarize.main([str(sweep)]) == 0
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.startswith("| ")]
-    assert lines[0].startswith("| setting | SCface d1")
+    assert lines[0].startswith("| setting | seeds | SCface d1")
     # hq avg = mean(90, 80) = 85; all avg = mean(50, 80, 90, 40, 30, 85) = 62.5
-    assert lines[1] == "| baseline | 50.00 | 80.00 | 90.00 | 40.00 | 30.00 | 85.00 | 62.50 |"
-    assert lines[2] == "| A (failed) | - | - | - | - | - | - | - |"
-    assert lines[3].startswith("| qgface | 62.00 |")
+    assert lines[1] == "| baseline | 1 | 50.00 | 80.00 | 90.00 | 40.00 | 30.00 | 85.00 | 62.50 |"
+    assert lines[2] == "| A (failed) | 0 | - | - | - | - | - | - | - |"
+    assert lines[3].startswith("| qgface | 1 | 62.00 |")
     assert "Failed jobs: 1 (A): no metrics.json" in out
     assert (sweep / "summary.md").read_text().startswith("| setting |")
     assert (sweep / "summary.png").stat().st_size > 1000
+
+
+def test_seeds_are_grouped_across_sweeps_with_mean_sd_and_paired_intervals(tmp_path, capsys):
+    """Hand-made runs: baseline and qgface at seeds 42-44 (two sweep dirs), one run that differs in another override."""
+    first, second = tmp_path / "seed42", tmp_path / "seeds43_44"
+    d1 = {"baseline": [50.0, 52.0, 54.0], "qgface": [55.0, 56.0, 60.0]}  # differences 5, 4, 6
+    for setting, values in d1.items():
+        _job(first, len(list(first.glob("*"))) if first.exists() else 0, [f"experiment={setting}"],
+             dict(METRICS, **{"scface/d1": values[0]}))
+        for seed, value in zip((43, 44), values[1:]):
+            num = len(list(second.glob("*"))) if second.exists() else 0
+            _job(second, num, [f"experiment={setting}", f"seed={seed}"], dict(METRICS, **{"scface/d1": value}))
+    _job(second, 9, ["experiment=qgface", "seed=43", "trainer.max_epochs=3"], dict(METRICS, **{"scface/d1": 99.0}))
+    assert summarize.main([str(first), str(second), "--reference", "baseline"]) == 0
+    out = capsys.readouterr().out
+    main_table = out.split("Paired difference")[0]
+    rows = {line.split(" | ")[0][2:]: line for line in main_table.splitlines() if line.startswith("| ")}
+    # baseline: mean 52, sd 2; qgface: mean 57, sd sqrt(7) = 2.65; the max_epochs=3 run is its own setting, n = 1
+    assert rows["experiment=baseline"].startswith("| experiment=baseline | 3 | 52.00 ± 2.00 | 80.00 ± 0.00 |")
+    assert rows["experiment=qgface"].startswith("| experiment=qgface | 3 | 57.00 ± 2.65 |")
+    assert rows["experiment=qgface, trainer.max_epochs=3"].startswith(
+        "| experiment=qgface, trainer.max_epochs=3 | 1 | 99.00 |")  # never averaged with the others
+    # paired differences vs baseline: 5, 4, 6 -> mean 5, sd 1, t(0.975, 2) = 4.3027 -> 5 ± 2.48
+    diff_rows = out.split("Paired difference vs experiment=baseline")[1].splitlines()
+    qg = next(line for line in diff_rows if line.startswith("| experiment=qgface |"))
+    assert qg.startswith("| experiment=qgface | 3 | +5.00 [+2.52, +7.48]* | +0.00 [+0.00, +0.00] |")
+
+
+def test_paired_difference_matches_the_t_formula():
+    from validation.seeds import Setting, paired_difference
+
+    a = Setting(("x",), {"42": {"m": 1.0}, "43": {"m": 3.0}, "44": {"m": 2.0}, "45": {"m": 10.0}})
+    b = Setting(("y",), {"42": {"m": 0.0}, "43": {"m": 0.0}, "44": {"m": 2.0}})  # seed 45 missing: not paired
+    d = paired_difference(a, b, "m")
+    diffs = np.array([1.0, 3.0, 0.0])
+    half = 4.302652729911275 * diffs.std(ddof=1) / np.sqrt(3)
+    assert d.n == 3 and d.mean == pytest.approx(diffs.mean())
+    assert (d.low, d.high) == pytest.approx((diffs.mean() - half, diffs.mean() + half))
+    assert not d.excludes_zero
+
+
+def test_two_runs_of_one_setting_and_seed_are_refused(tmp_path):
+    from validation.seeds import group_runs
+
+    runs = [{"name": n, "overrides": ["experiment=A", "seed=1"], "metrics": {"m": 1.0}} for n in ("a", "b")]
+    with pytest.raises(ValueError, match="seed 1"):
+        group_runs(runs)
 
 
 def test_summarize_all_failed_and_missing_dir(tmp_path):

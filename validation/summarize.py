@@ -1,9 +1,12 @@
-"""Summarise a Hydra multirun sweep: `python -m validation.summarize <sweep dir>`.
+"""Summarise Hydra multirun sweeps: `python -m validation.summarize <sweep dir> [<sweep dir> ...] [--reference A,B]`.
 
-Reads `<sweep>/<job_num>/metrics.json` (a flat dict metric -> value) and `<job>/.hydra/overrides.yaml` of every job,
-prints the README-style markdown table (setting, SCface d1/d2/d3, TinyFace rank-1, IJB-B TAR@1e-4, HQ avg, All avg),
-and saves it as `<sweep>/summary.md` with a bar chart `<sweep>/summary.png`. Jobs without a readable metrics.json
-are listed as failed (a failed job does not stop the others from being summarised).
+Reads `<sweep>/<job_num>/metrics.json` (a flat dict metric -> value) and `<job>/.hydra/overrides.yaml` of every job of
+every sweep given, groups runs that differ only in `seed=` (validation.seeds: seeds may run as separate sweeps), and
+prints the README-style table (setting, number of seeds, SCface d1/d2/d3, TinyFace rank-1, IJB-B TAR@1e-4, HQ avg,
+All avg as mean ± sample sd). `--reference baseline,D` adds, per reference, the paired difference of every setting over
+the seeds both completed with its 95 % Student-t interval (* when it excludes 0). Writes `summary.md` and a bar chart
+with error bars, `summary.png`, into the first sweep dir (or `--out`). Jobs without a readable metrics.json are listed
+as failed (a failed job does not stop the others from being summarised).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 
 from common import atomic
 from validation.report import averages, markdown_table
+from validation.seeds import Setting, group_runs, mean_sd, paired_difference
 
 COLUMNS = [("scface/d1", "SCface d1"), ("scface/d2", "SCface d2"), ("scface/d3", "SCface d3"),
            ("tinyface/rank_1", "TinyFace r1"), ("ijbb/tar_far_1e-4", "IJB-B TAR@1e-4"), ("val/hq_avg", "HQ avg"),
@@ -55,8 +59,8 @@ def find_jobs(sweep: Path) -> list[Path]:
     return sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
 
 
-def setting_labels(overrides: list[list[str]], names: list[str]) -> list[str]:
-    """Label each job by the overrides that differ between jobs (just the value when one key varies)."""
+def setting_labels(overrides: list[tuple[str, ...]], names: list[str]) -> list[str]:
+    """Label each setting by the overrides that differ between settings (just the value when one key varies)."""
     parsed = [dict(o.split("=", 1) if "=" in o else (o, "") for o in ov) for ov in overrides]
     keys = sorted({k for p in parsed for k in p})
     varying = [k for k in keys if len({p.get(k) for p in parsed}) > 1] or keys
@@ -69,35 +73,82 @@ def setting_labels(overrides: list[list[str]], names: list[str]) -> list[str]:
     return labels
 
 
-def summarize(sweep) -> tuple[str, list[dict]]:
-    """-> (markdown text, one record per job: name, setting, metrics or None, reason)."""
-    sweep = Path(sweep)
-    if not sweep.is_dir():
-        raise FileNotFoundError(f"sweep directory {sweep} does not exist")
-    jobs = find_jobs(sweep)
-    if not jobs:
-        raise FileNotFoundError(f"{sweep}: no job folders (expected <sweep>/<job_num>/metrics.json)")
-    labels = setting_labels([read_overrides(j) for j in jobs], [j.name for j in jobs])
-    records = []
-    for job, label in zip(jobs, labels):
-        metrics, reason = read_metrics(job)
-        records.append({"job": job.name, "setting": label, "metrics": metrics, "reason": reason})
-    rows = []
-    for r in records:
-        if r["metrics"] is None:
-            rows.append([f"{r['setting']} (failed)"] + [None] * len(COLUMNS))
-        else:
-            rows.append([r["setting"]] + [r["metrics"].get(k) for k, _ in COLUMNS])
-    text = markdown_table(["setting"] + [title for _, title in COLUMNS], rows)
-    failed = [r for r in records if r["metrics"] is None]
+def collect_runs(sweeps) -> list[dict]:
+    """Every job of every sweep dir: name, overrides, metrics (None when failed) and why it failed."""
+    runs = []
+    for sweep in map(Path, sweeps):
+        if not sweep.is_dir():
+            raise FileNotFoundError(f"sweep directory {sweep} does not exist")
+        jobs = find_jobs(sweep)
+        if not jobs:
+            raise FileNotFoundError(f"{sweep}: no job folders (expected <sweep>/<job_num>/metrics.json)")
+        for job in jobs:
+            metrics, reason = read_metrics(job)
+            name = job.name if len(sweeps) == 1 else f"{sweep.name}/{job.name}"
+            runs.append({"name": name, "overrides": read_overrides(job), "metrics": metrics, "reason": reason})
+    return runs
+
+
+def _cell(mean, sd) -> str | None:
+    if mean is None:
+        return None
+    return f"{mean:.2f}" if sd is None else f"{mean:.2f} ± {sd:.2f}"
+
+
+def _difference_cell(diff) -> str | None:
+    if diff.mean is None:
+        return None
+    if diff.low is None:
+        return f"{diff.mean:+.2f} (n=1)"
+    return f"{diff.mean:+.2f} [{diff.low:+.2f}, {diff.high:+.2f}]" + ("*" if diff.excludes_zero else "")
+
+
+def _reference_label(ref: str, labels: list[str]) -> str:
+    """`ref` as a setting label: the label itself, or the one label that is `<key>=<ref>`."""
+    if ref in labels:
+        return ref
+    matches = [label for label in labels if "," not in label and label.partition("=")[2] == ref]
+    if len(matches) != 1:
+        raise KeyError(f"--reference {ref!r} is not one setting of these sweeps; settings: {'; '.join(labels)}")
+    return matches[0]
+
+
+def summarize(sweeps, reference: list[str] | None = None) -> tuple[str, list[dict]]:
+    """-> (markdown text, one record per setting: setting label, seeds, means, sds, failed runs)."""
+    sweeps = [sweeps] if isinstance(sweeps, (str, Path)) else list(sweeps)
+    settings: list[Setting] = group_runs(collect_runs(sweeps))
+    labels = setting_labels([st.overrides for st in settings], [str(i) for i in range(len(settings))])
+    records, rows = [], []
+    for setting, label in zip(settings, labels):
+        stats = [mean_sd(setting.values(k)) for k, _ in COLUMNS]
+        records.append({"setting": label, "seeds": sorted(setting.runs), "means": [m for m, _ in stats],
+                        "sds": [sd for _, sd in stats], "failed": setting.failed, "group": setting})
+        name = label if setting.runs else f"{label} (failed)"
+        rows.append([name, len(setting.runs)] + [_cell(m, sd) for m, sd in stats])
+    text = markdown_table(["setting", "seeds"] + [title for _, title in COLUMNS], rows)
+    if any(len(r["seeds"]) > 1 for r in records):
+        text += "\nmean ± sample standard deviation (ddof 1) over the seeds of each setting\n"
+    by_label = {r["setting"]: r["group"] for r in records}
+    for ref in reference or []:
+        ref = _reference_label(ref, list(by_label))
+        diff_rows = []
+        for r in records:
+            if r["setting"] == ref:
+                continue
+            diffs = [paired_difference(r["group"], by_label[ref], k) for k, _ in COLUMNS]
+            diff_rows.append([r["setting"], diffs[0].n] + [_difference_cell(d) for d in diffs])
+        text += (f"\nPaired difference vs {ref} (mean over the seeds both completed, 95 % Student-t interval; "
+                 "* = the interval excludes 0):\n\n")
+        text += markdown_table(["setting", "seeds"] + [title for _, title in COLUMNS], diff_rows)
+    failed = [(name, why, r["setting"]) for r in records for name, why in r["failed"]]
     if failed:
-        text += "\nFailed jobs: " + "; ".join(f"{r['job']} ({r['setting']}): {r['reason']}" for r in failed) + "\n"
+        text += "\nFailed jobs: " + "; ".join(f"{name} ({label}): {why}" for name, why, label in failed) + "\n"
     return text, records
 
 
 def save_bar_chart(records: list[dict], path) -> Path | None:
-    """Grouped bars: one group per metric column, one bar per successful job."""
-    done = [r for r in records if r["metrics"] is not None]
+    """Grouped bars: one group per metric column, one bar per setting with results; error bars = sd over seeds."""
+    done = [r for r in records if r["seeds"]]
     if not done:
         return None
     import matplotlib
@@ -110,10 +161,12 @@ def save_bar_chart(records: list[dict], path) -> Path | None:
     width = 0.8 / len(done)
     fig, ax = plt.subplots(figsize=(max(7.0, 1.3 * len(COLUMNS) + 0.3 * len(done)), 4.5))
     for i, r in enumerate(done):
-        values = [r["metrics"].get(k, np.nan) for k, _ in COLUMNS]
-        ax.bar(x - 0.4 + width * (i + 0.5), values, width, label=r["setting"])
+        values = [np.nan if m is None else m for m in r["means"]]
+        errors = [0.0 if sd is None else sd for sd in r["sds"]]
+        label = r["setting"] + (f" (n={len(r['seeds'])})" if len(r["seeds"]) > 1 else "")
+        ax.bar(x - 0.4 + width * (i + 0.5), values, width, yerr=errors, capsize=2, label=label)
     ax.set_xticks(x, [title for _, title in COLUMNS], rotation=20, ha="right")
-    ax.set(ylabel="%", ylim=(0, 100), title="sweep summary")
+    ax.set(ylabel="%", ylim=(0, 100), title="sweep summary (mean ± sd over seeds)")
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize="small", ncol=min(3, len(done)))
     with atomic.atomic_write(path) as f:
@@ -124,19 +177,22 @@ def save_bar_chart(records: list[dict], path) -> Path | None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m validation.summarize", description=__doc__.splitlines()[0])
-    parser.add_argument("sweep", help="Hydra multirun directory holding <job_num>/metrics.json")
+    parser.add_argument("sweeps", nargs="+", help="Hydra multirun directories holding <job_num>/metrics.json")
+    parser.add_argument("--reference", default=None, help="comma-separated settings to compare every setting with")
+    parser.add_argument("--out", default=None, help="folder for summary.md/.png (default: the first sweep dir)")
     args = parser.parse_args(argv)
+    reference = [r for r in (args.reference or "").split(",") if r]
     try:
-        text, records = summarize(args.sweep)
-    except FileNotFoundError as e:
+        text, records = summarize(args.sweeps, reference)
+    except (FileNotFoundError, KeyError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    sweep = Path(args.sweep)
-    atomic.write_text(sweep / "summary.md", text)
-    chart = save_bar_chart(records, sweep / "summary.png")
+    out = Path(args.out or args.sweeps[0])
+    atomic.write_text(out / "summary.md", text)
+    chart = save_bar_chart(records, out / "summary.png")
     print(text)
-    print(f"written: {sweep / 'summary.md'}" + (f", {chart}" if chart else ""))
-    return 0 if any(r["metrics"] is not None for r in records) else 1
+    print(f"written: {out / 'summary.md'}" + (f", {chart}" if chart else ""))
+    return 0 if any(r["seeds"] for r in records) else 1
 
 
 if __name__ == "__main__":
