@@ -227,21 +227,21 @@ class RecPairWriter:
     def __exit__(self, exc_type, exc, tb):
         try:
             self.writer.close()  # may raise on a full disk: the temporaries still go
-            if exc_type is not None:
+            if exc_type is None:
+                for tmp in (self._tmp_rec, self._tmp_idx):
+                    with open(tmp, "rb+") as f:
+                        os.fsync(f.fileno())
+                self._publish()
                 return False
-            for tmp in (self._tmp_rec, self._tmp_idx):
-                with open(tmp, "rb+") as f:
-                    os.fsync(f.fileno())
-            self._publish()
         except BaseException:
-            self._tmp_rec.unlink(missing_ok=True)
-            self._tmp_idx.unlink(missing_ok=True)
+            self._discard()
             raise
-        finally:
-            if exc_type is not None:
-                self._tmp_rec.unlink(missing_ok=True)
-                self._tmp_idx.unlink(missing_ok=True)
+        self._discard()  # the body failed: publish nothing
         return False
+
+    def _discard(self) -> None:
+        self._tmp_rec.unlink(missing_ok=True)
+        self._tmp_idx.unlink(missing_ok=True)
 
     def _publish(self) -> None:
 

@@ -54,6 +54,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return torch.load(path, map_location=map_location or (lambda storage, loc: storage), weights_only=True)
 
 
+def checkpoint_step(path) -> int | None:
+    """The global step a checkpoint was written at (memory-mapped, weights-only), None without a path."""
+    if path is None:
+        return None
+    return int(torch.load(path, map_location="cpu", mmap=True, weights_only=True).get("global_step", 0))
+
+
 def verify_checkpoint(path) -> str | None:
     """None when `path` is a complete torch zip checkpoint, else why not (truncated, bad CRC, not a zip, ...)."""
     path = Path(path)

@@ -15,7 +15,12 @@ from pytorch_lightning.loggers import CSVLogger
 from common import atomic
 from common.run_lock import RunDirLock, is_launching_process
 from dataset.datamodule import FaceDataModule, resolve_training_data, resolve_validation_root
-from models.checkpointing import AtomicCheckpointIO, newest_valid_checkpoint, verify_checkpoint
+from models.checkpointing import (
+    AtomicCheckpointIO,
+    checkpoint_step,
+    newest_valid_checkpoint,
+    verify_checkpoint,
+)
 from models.lit_module import FaceRecognitionModule
 from models.run_logs import make_csv_logger_resumable
 from tasks.run_info import read_metrics, write_metrics, write_run_info
@@ -126,15 +131,6 @@ def build_module(cfg: DictConfig, num_classes: int | None) -> FaceRecognitionMod
     return FaceRecognitionModule(c["backbone"], **training, num_classes=num_classes, views=c["augmentation"]["views"],
                                  channels_last=c["channels_last"], compile=c["compile"], seed=c["seed"],
                                  nonfinite_loss=c.get("nonfinite_loss", "stop"))
-
-
-def checkpoint_step(path: str | None) -> int | None:
-    """The global step a checkpoint was written at (memory-mapped, weights-only), None without one."""
-    if path is None:
-        return None
-    import torch
-
-    return int(torch.load(path, map_location="cpu", mmap=True, weights_only=True).get("global_step", 0))
 
 
 def _already_finished(out_dir: Path, checkpoint_metrics: dict, step: int, trainer) -> dict[str, float]:

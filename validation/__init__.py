@@ -6,7 +6,4 @@ numpy and import without torch; datasets (`ValidationSuite.datasets()`) and `val
 
 from validation.protocols import HQ_SETS, STANDARD_SETS
 
-LQ_SETS = ("tinyface", "scface", "ijbb", "ijbc")
-ALL_SETS = tuple(STANDARD_SETS)
-
-__all__ = ["HQ_SETS", "LQ_SETS", "ALL_SETS", "STANDARD_SETS"]
+__all__ = ["HQ_SETS", "STANDARD_SETS"]
