@@ -19,16 +19,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from losses import build_head  # noqa: E402
 from models import build_backbone, preprocess  # noqa: E402
 
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 
-def train_rate(name: str, batch: int, steps: int, device: str, channels_last: bool, bf16: bool,
-               num_classes: int = 1000) -> float:
-    """Training images/s of backbone + AdaFace head + SGD on random uint8 images."""
+
+def train_step_rate(name: str, batch: int, steps: int, device: str, channels_last: bool = True,
+                    precision: str = "32", num_classes: int = 1000, compile: bool = False,
+                    time_cap_s: float | None = None, warmup: int = 2) -> dict:
+    """One training step (preprocess, backbone, AdaFace head, cross-entropy, backward, SGD) on random uint8 images,
+    timed over `steps` steps (fewer when `time_cap_s` runs out). Returns images/s, step count and, on CUDA, the
+    peak memory. `precision` is Lightning's spelling: fp32, bf16 autocast, or fp16 autocast with a GradScaler."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     torch.manual_seed(0)
+    kind = device.split(":")[0]
     model = build_backbone(name).to(device)
-    head = build_head("adaface", embedding_size=512, num_classes=num_classes).to(device)
+    head = build_head("adaface", embedding_size=model.meta.get("embedding_size", 512),
+                      num_classes=num_classes).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if compile else model
     opt = torch.optim.SGD([*model.parameters(), *head.parameters()], lr=0.01, momentum=0.9)
+    scaler = torch.amp.GradScaler(kind, enabled=precision == "16-mixed")
+    amp_dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
     images = torch.randint(0, 256, (batch, 3, 112, 112), dtype=torch.uint8, device=device)
     labels = torch.randint(0, num_classes, (batch,), device=device)
 
@@ -36,22 +48,42 @@ def train_rate(name: str, batch: int, steps: int, device: str, channels_last: bo
         x = preprocess(images, model.meta)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
-            emb, norm = model(x)
+        with torch.autocast(device_type=kind, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            emb, norm = forward(x)
         loss = torch.nn.functional.cross_entropy(head(emb, norm, labels), labels)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        return loss
 
-    for _ in range(2):  # warm-up (allocator, cudnn autotune)
+    sync = torch.cuda.synchronize if kind == "cuda" else (lambda: None)
+    for _ in range(warmup):  # allocator, cuDNN autotuning, compilation
         step()
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     sync()
+    if kind == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    for _ in range(steps):
-        step()
+    done = 0
+    while done < steps:
+        loss = step()
+        done += 1
+        if time_cap_s is not None and done % 5 == 0:
+            sync()
+            if time.perf_counter() - start > time_cap_s:
+                break
     sync()
-    return batch * steps / (time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return {"images_per_s": batch * done / seconds, "steps": done, "seconds": seconds,
+            "final_loss": float(loss.detach()),
+            "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if kind == "cuda" else None}
+
+
+def train_rate(name: str, batch: int, steps: int, device: str, channels_last: bool, bf16: bool,
+               num_classes: int = 1000) -> float:
+    """Training images/s of backbone + AdaFace head + SGD on random uint8 images."""
+    return train_step_rate(name, batch, steps, device, channels_last, "bf16-mixed" if bf16 else "32",
+                           num_classes)["images_per_s"]
 
 
 def loader_rate(preset: str, batch: int, workers: int, batches: int, augmentation: str) -> float:

@@ -75,7 +75,7 @@ class DataConf:
     batch_size: int = 128  # per process
     val_batch_size: int = 256
     num_workers: int = 2
-    pin_memory: bool = False
+    pin_memory: bool | None = None  # null = pin when the run trains on a CUDA device (docs/performance.md)
     persistent_workers: bool = True  # only honoured when num_workers > 0
     drop_last: bool = True
 

@@ -3,6 +3,7 @@
 import logging
 import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -35,6 +36,11 @@ def build_callbacks(nodes, validating: bool, logging_enabled: bool = True) -> li
     monitor without validation, an LR monitor without a logger)."""
     callbacks = []
     for name, node in (nodes or {}).items():
+        if not isinstance(node, Mapping) or "_target_" not in node:
+            # e.g. `debug=smoke callbacks=none`: the debug preset tunes `callbacks.steps`, which this group lacks
+            log.warning("callbacks.%s skipped: it has no _target_ (settings for a callback the chosen callbacks "
+                        "group does not define)", name)
+            continue
         callback = instantiate(node)
         if isinstance(callback, ModelCheckpoint) and callback.monitor and not validating:
             log.info("callbacks.%s dropped: it monitors %s but no validation set is enabled", name, callback.monitor)

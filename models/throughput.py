@@ -1,0 +1,96 @@
+"""Training throughput as the run sees it: images/s of the training loop and the share of that time the host spends
+between batches, both logged per epoch (`train/images_per_s`, `train/host_gap`) and kept in `<run dir>/throughput.json`
+at the end of the fit.
+
+Only training batches count: each epoch is one segment from its first batch start (after `warmup_steps` batches of
+the run, so cuDNN autotuning and worker start-up are left out) to its last batch end; validation and checkpointing
+between epochs are not in it. Images are counted over all ranks. The host gap is the time between the end of one batch
+and the start of the next: Lightning fetches the batch there and copies it to the device. On a CPU it is the loader
+wait. On a GPU it is an upper bound on it: a copy from pageable (unpinned) host memory first waits for the previous
+step's kernels, so with `data.pin_memory=false` the gap also holds GPU time (see docs/performance.md). Whether the
+loader keeps up is answered by `bench/gpu_check.py`, which runs the loader alone. On a GPU, each segment ends after a
+device synchronisation, so the queued kernels are in the time.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from pytorch_lightning.callbacks import Callback
+
+from common import atomic
+
+
+def _sync(module) -> None:
+    if module.device.type == "cuda":
+        torch.cuda.synchronize(module.device)
+
+
+class TrainingThroughput(Callback):
+    def __init__(self, warmup_steps: int = 5, filename: str = "throughput.json"):
+        if warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+        self.warmup_steps, self.filename = int(warmup_steps), filename
+        self._batches_seen = 0
+        self._reset_totals()
+        self._segment_start: float | None = None
+        self._last_end: float | None = None
+
+    def _reset_totals(self) -> None:
+        self.images, self.seconds, self.gap_seconds, self.steps = 0, 0.0, 0.0, 0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._segment_start, self._last_end = None, None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        now = time.perf_counter()
+        self._batches_seen += 1
+        if self._batches_seen <= self.warmup_steps:
+            return
+        if self._segment_start is None:
+            _sync(pl_module)
+            self._segment_start = now = time.perf_counter()
+        elif self._last_end is not None:
+            self.gap_seconds += now - self._last_end
+        labels = batch[-1]
+        self.images += int(labels.shape[0]) * trainer.world_size
+        self.steps += 1
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._segment_start is not None:
+            self._last_end = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._close_segment(pl_module)
+        if self.seconds > 0:
+            pl_module.log("train/images_per_s", self.images_per_s, sync_dist=False)
+            pl_module.log("train/host_gap", self.host_gap, sync_dist=False)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._close_segment(pl_module)  # max_steps can end the fit inside an epoch
+        if trainer.is_global_zero:
+            atomic.write_json(Path(trainer.default_root_dir) / self.filename, self.summary())
+
+    def _close_segment(self, pl_module) -> None:
+        if self._segment_start is None or self._last_end is None:
+            return
+        _sync(pl_module)
+        self.seconds += time.perf_counter() - self._segment_start
+        self._segment_start = self._last_end = None
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def host_gap(self) -> float:
+        return self.gap_seconds / self.seconds if self.seconds > 0 else float("nan")
+
+    def summary(self) -> dict:
+        measured = self.seconds > 0
+        return {"images_per_s": self.images_per_s if measured else None,
+                "host_gap_fraction": self.host_gap if measured else None,
+                "images": self.images, "steps": self.steps, "seconds": self.seconds,
+                "warmup_steps": self.warmup_steps}
