@@ -232,19 +232,38 @@ def percentile_interval(values: np.ndarray, confidence: float) -> list[float] | 
 
 
 # ------------------------------------------------------------------------------------------------ held-out split
-def split_halves(pairs: PairScores, seed: int = 0) -> tuple[PairScores, PairScores]:
-    """Seeded 50/50 split by subject (pairs whose two subjects fall in different halves are dropped); by pair when
-    the protocol has no identities. Returns (calibration half, held-out half)."""
+def split_masks(pairs: PairScores, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded 50/50 split by subject (pairs whose two subjects fall in different halves belong to neither); by pair
+    when the protocol has no identities. Returns boolean masks (calibration half, held-out half)."""
     rng = np.random.default_rng(seed)
     if pairs.has_subjects:
         subjects = np.unique(np.concatenate([pairs.subject_a, pairs.subject_b]))
         first = rng.permutation(subjects)[: len(subjects) // 2]
         in_a, in_b = np.isin(pairs.subject_a, first), np.isin(pairs.subject_b, first)
-        calib, held = in_a & in_b, ~in_a & ~in_b
-    else:
-        calib = rng.permutation(len(pairs.scores)) < len(pairs.scores) // 2
-        held = ~calib
+        return in_a & in_b, ~in_a & ~in_b
+    calib = rng.permutation(len(pairs.scores)) < len(pairs.scores) // 2
+    return calib, ~calib
+
+
+def split_halves(pairs: PairScores, seed: int = 0) -> tuple[PairScores, PairScores]:
+    """(calibration half, held-out half) of `split_masks`."""
+    calib, held = split_masks(pairs, seed)
     return pairs.subset(calib, f"{pairs.name} (calibration half)"), pairs.subset(held, f"{pairs.name} (held-out half)")
+
+
+def subsample_subjects(pairs: PairScores, fraction: float, seed: int = 0) -> PairScores:
+    """The pairs among a seeded random `fraction` of the subjects (of the pairs, without identities): fewer pairs
+    of the same kind, to see how the intervals widen."""
+    if fraction >= 1:
+        return pairs
+    rng = np.random.default_rng(seed + 1)
+    if pairs.has_subjects:
+        subjects = np.unique(np.concatenate([pairs.subject_a, pairs.subject_b]))
+        keep = rng.permutation(subjects)[: max(2, int(round(fraction * len(subjects))))]
+        mask = np.isin(pairs.subject_a, keep) & np.isin(pairs.subject_b, keep)
+    else:
+        mask = rng.random(len(pairs.scores)) < fraction
+    return pairs.subset(mask)
 
 
 # ------------------------------------------------------------------------------------------------ one protocol
