@@ -16,12 +16,14 @@ def pairs_with_quality(informative: bool, n=4000, seed=0):
 
 
 def test_informative_quality_beats_random_discard():
-    res = edc(pairs_with_quality(True), threshold=0.3, target_fnmr=0.01)
+    res = edc(pairs_with_quality(True), threshold=0.3, target_fnmr=0.2)
     assert res["fnmr_quality"][0] == pytest.approx(res["fnmr_random"][0])  # nothing discarded yet
     assert res["pauc_quality"] < 0.8 * res["pauc_random"]
     assert res["fnmr_quality"][-1] < res["fnmr_quality"][0]
     qt = res["quality_threshold"]
-    assert qt is not None and qt["fnmr"] <= 0.01 and qt["discarded_fraction"] > 0
+    assert qt is not None and qt["fnmr"] <= 0.2 and 0 < qt["discarded_fraction"] <= 0.2
+    unreachable = edc(pairs_with_quality(True), threshold=0.3, target_fnmr=1e-4)
+    assert unreachable["quality_threshold"] is None and "not reached" in unreachable["quality_threshold_note"]
 
 
 def test_uninformative_quality_is_about_random():

@@ -26,7 +26,7 @@ def edc(pairs: PairScores, threshold: float, max_discard: float = 0.2, steps: in
         random_repeats: int = 50, seed: int = 0) -> dict:
     """EDC of the genuine pairs at `threshold` -> JSON-ready dict: discarded fractions, FNMR by quality and by random
     discard, partial areas up to `max_discard`, and the quality threshold (lowest kept comparison quality) at which
-    the FNMR first meets `target_fnmr` (null when no discard up to all but one comparison meets it)."""
+    the FNMR first meets `target_fnmr` (null, with a note, when no discard up to `max_discard` meets it)."""
     quality = pairs.quality
     if quality is None:
         raise ValueError(f"{pairs.name}: the protocol gives no image qualities, so no EDC")
@@ -45,18 +45,22 @@ def edc(pairs: PairScores, threshold: float, max_discard: float = 0.2, steps: in
     rng = np.random.default_rng(seed)
     by_random = np.mean([_fnmr_after_discard(errors[rng.permutation(n)], counts) for _ in range(random_repeats)], 0)
 
-    all_counts = np.arange(n)
-    curve = _fnmr_after_discard(errors[order], all_counts)
+    # the quality threshold: the first discard (of at most max_discard) that brings the FNMR to the target
+    counts_all = np.arange(min(n - 1, int(np.floor(max_discard * n))) + 1)
+    curve = _fnmr_after_discard(errors[order], counts_all)
     meets = np.flatnonzero(curve <= target_fnmr)
-    quality_threshold = None
+    quality_threshold, note = None, None
     if len(meets):
         k = int(meets[0])
         quality_threshold = {"quality": float(q[order][k]), "discarded_fraction": float(k / n),
                              "fnmr": float(curve[k])}
+    else:
+        note = (f"FNMR {target_fnmr:g} is not reached by discarding up to {max_discard:.0%} of the comparisons "
+                f"(lowest FNMR there {np.nanmin(curve):.4f})")
     return {
         "threshold": float(threshold), "genuines": int(n), "max_discard": float(max_discard),
         "fractions": fractions.tolist(), "fnmr_quality": by_quality.tolist(), "fnmr_random": by_random.tolist(),
         "pauc_quality": float(np.trapezoid(by_quality, fractions)),
         "pauc_random": float(np.trapezoid(by_random, fractions)),
-        "target_fnmr": float(target_fnmr), "quality_threshold": quality_threshold,
+        "target_fnmr": float(target_fnmr), "quality_threshold": quality_threshold, "quality_threshold_note": note,
     }
