@@ -141,3 +141,9 @@ def test_evaluate_takes_an_onnx_model(tmp_path):
     for field in ("emb", "norm", "emb_flip", "norm_flip"):
         np.testing.assert_allclose(e_onnx["lfw"][field], e_ckpt["lfw"][field], atol=1e-4)
     assert m_onnx["val/lfw_acc"] == pytest.approx(m_ckpt["val/lfw_acc"])
+
+    from inference.identity import file_sha256, model_identity
+
+    identity = model_identity(onnx, None, "pre_norm_add")
+    assert identity["architecture"] == "onnx:tiny" and identity["color"] == "BGR"
+    assert identity["sha256"] == file_sha256(onnx) != model_identity(ckpt, "tiny")["sha256"]
