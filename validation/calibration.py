@@ -291,6 +291,7 @@ def calibrate(pairs: PairScores, fars=DEFAULT_FARS, replicates: int = 1000, conf
         if halves is not None:
             t_half = threshold_at_far(half_imp, far)
             held = {"calibration_pairs": len(halves[0].scores), "heldout_pairs": len(halves[1].scores),
+                    "calibration_impostors": len(half_imp), "heldout_impostors": int((~halves[1].labels).sum()),
                     "threshold": t_half}
             if t_half is None:
                 held["needed_impostors"] = needed_impostors(far)
