@@ -107,6 +107,14 @@ def test_compare_prints_decisions_and_refuses_other_models(calibrated, tmp_path,
                     thresholds=run / "thresholds.json", far=1e-3, protocol="ijbb")
 
 
+def test_main_dispatches_every_task():
+    import main
+    from tasks.config_schema import TASKS
+
+    assert set(main.TASK_RUNNERS) == set(TASKS) and main.TASK_RUNNERS["calibrate"] == ("tasks.calibrate",
+                                                                                      "run_calibrate")
+
+
 def test_config_ranges_fail_before_any_data(compose):
     from tasks.config_schema import validate_config
 

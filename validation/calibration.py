@@ -21,7 +21,7 @@ weight is redone over every impostor.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -46,7 +46,6 @@ class PairScores:
     quality_a: np.ndarray | None = None
     quality_b: np.ndarray | None = None
     source: str = ""
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
