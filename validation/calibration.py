@@ -196,7 +196,9 @@ def bootstrap(pairs: PairScores, fars=DEFAULT_FARS, replicates: int = 1000, seed
             wt = m_imp[:, :tail]
             wg = rng.multinomial(n_gen, np.full(n_gen, 1.0 / n_gen), size=r).astype(np.float32) if n_gen else \
                 np.zeros((r, 0), np.float32)
-        cum = np.cumsum(wt, axis=1) if tail else np.zeros((r, 0))
+        # integer weights: float32 sums are exact below 2**24, which a tail of up to 4M pairs stays under
+        cum = np.cumsum(wt, axis=1, dtype=np.float32 if tail <= 1 << 22 else np.float64) if tail else \
+            np.zeros((r, 0))
         cum_g = np.cumsum(wg, axis=1, dtype=np.float64)
         thresholds = np.full((r, len(fars)), np.nan)
         for i in range(r):
