@@ -1,7 +1,7 @@
 """Entry point: `python main.py [group=option ...] [key=value ...]`.
 
 No arguments = the CPU demo (synthetic benchmark, tiny backbone, AdaFace). `task=` picks what to run:
-train (default), evaluate, export, embed, compare. See conf/config.yaml and the README.
+train (default), evaluate, calibrate, export, embed, compare. See conf/config.yaml and the README.
 """
 
 import importlib
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 TASK_RUNNERS = {
     "train": ("tasks.train", "run_train"),
     "evaluate": ("tasks.evaluate", "run_evaluate"),
+    "calibrate": ("tasks.calibrate", "run_calibrate"),
     "export": ("tasks.export", "run_export"),
     "embed": ("tasks.embed", "run_embed_task"),
     "compare": ("tasks.compare", "run_compare_task"),

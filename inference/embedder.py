@@ -21,6 +21,7 @@ from common import atomic
 from common.images import is_image_file
 from inference.backends import Backend, build_backend
 from inference.faces import FaceAligner, FaceCrop
+from validation.fusion import fuse
 
 
 def list_images(input_path: str | Path) -> list[Path]:
@@ -42,15 +43,20 @@ class EmbedOutput:
 
 
 def embed_images(paths, backend: Backend, aligner: FaceAligner, batch_size: int = 32,
-                 progress: bool = True, desc: str = "embed") -> EmbedOutput:
-    """Align and embed `paths` in batches; faceless or unreadable images go to `skipped`."""
+                 progress: bool = True, desc: str = "embed", flip_fusion: str | None = None) -> EmbedOutput:
+    """Align and embed `paths` in batches; faceless or unreadable images go to `skipped`. `flip_fusion` (a mode of
+    `validation.fusion`) also embeds each mirrored crop and fuses the two, as the validation protocols do."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     faces, skipped, embs, norms, pending = [], [], [], [], []
 
     def flush():
         if pending:
-            emb, norm = backend.embed(np.stack([f.crop for f in pending]))
+            batch = np.stack([f.crop for f in pending])
+            emb, norm = backend.embed(batch)
+            if flip_fusion is not None:
+                emb_flip, norm_flip = backend.embed(np.ascontiguousarray(batch[:, :, ::-1]))
+                emb, norm = fuse(emb, norm, emb_flip, norm_flip, flip_fusion)
             embs.append(emb)
             norms.append(norm)
             faces.extend(pending)

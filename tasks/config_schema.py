@@ -15,7 +15,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from validation.protocols import STANDARD_SETS
 
-TASKS = ("train", "evaluate", "export", "embed", "compare")
+TASKS = ("train", "evaluate", "calibrate", "export", "embed", "compare")
 
 
 @dataclass
@@ -106,6 +106,13 @@ class ValidationConf:
 
 
 @dataclass
+class EnsembleConf:
+    # task=calibrate score fusion: [{name, checkpoint, backbone, embeddings_cache}], empty = no fusion
+    members: list[Any] = field(default_factory=list)
+    weights: list[float] | None = None  # one per member; null = logistic regression on the calibration half
+
+
+@dataclass
 class PathsConf:
     root_dir: str = MISSING
     output_dir: str = MISSING
@@ -137,6 +144,7 @@ _GROUP_SCHEMAS = {
     "augmentation": AugmentationConf,
     "validation": ValidationConf,
     "paths": PathsConf,
+    "ensemble": EnsembleConf,
 }
 
 
@@ -198,6 +206,23 @@ def _range_rules(cfg: DictConfig) -> list[tuple[str, object, bool, str]]:
     rule("callbacks.steps.every_n_train_steps", lambda v: v >= 1, ">= 1")
     rule("callbacks.steps.save_top_k", lambda v: v >= 1 or v == -1, ">= 1 (or -1: keep all)")
     rule("nonfinite_loss", lambda v: v in ("stop", "skip"), "stop or skip")
+    rule("calibrate.fars", lambda v: len(v) > 0 and all(0 < f < 1 for f in v), "a non-empty list of FARs in (0, 1)")
+    rule("calibrate.replicates", lambda v: v >= 1, ">= 1")
+    rule("calibrate.confidence", lambda v: 0 < v < 1, "in (0, 1)")
+    rule("calibrate.subject_fraction", lambda v: 0 < v <= 1, "in (0, 1]")
+    rule("calibrate.edc_far", lambda v: 0 < v < 1, "in (0, 1)")
+    rule("calibrate.max_discard", lambda v: 0 < v < 1, "in (0, 1)")
+    rule("calibrate.target_fnmr", lambda v: 0 < v < 1, "in (0, 1)")
+    rule("compare.far", lambda v: 0 < v < 1, "in (0, 1)")
+    ensemble = cfg.get("ensemble")
+    if ensemble is not None and ensemble.get("weights") is not None:
+        w = list(ensemble.weights)
+        rules.append(("ensemble.weights", w, len(w) == len(ensemble.members) and sum(w) > 0,
+                      f"one weight per member ({len(ensemble.members)}), summing to > 0"))
+    if ensemble is not None:
+        for i, member in enumerate(ensemble.get("members") or []):
+            rules.append((f"ensemble.members[{i}]", dict(member), bool(member.get("checkpoint")),
+                          "{name, checkpoint, backbone, embeddings_cache} with a checkpoint"))
     trainer = cfg.get("trainer")
     if trainer is not None and trainer.get("max_epochs") is not None:
         epochs, steps = trainer.max_epochs, trainer.get("max_steps", -1)

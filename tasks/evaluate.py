@@ -1,8 +1,9 @@
 """task=evaluate: embed the chosen validation sets with any checkpoint and score them.
 
 `python main.py task=evaluate checkpoint=PATH backbone=ir_50 validation=real` — ours, a released AdaFace `.ckpt`
-or an InsightFace `.pth` (models.load_pretrained). It runs `Trainer.validate` with the training module, so it
-shares the flip-embedding / gather / de-duplication code (and DDP) with training. With
+or an InsightFace `.pth` (models.load_pretrained), or an exported `.onnx` file (`checkpoint=model.onnx`; backbone
+ignored). A checkpoint runs `Trainer.validate` with the training module, so it shares the flip-embedding / gather /
+de-duplication code (and DDP) with training; an ONNX file is embedded by onnxruntime (`inference.sets`). With
 `evaluate.embeddings_cache=FILE.npz` the per-set embeddings are saved, and a later run re-scores them without
 re-embedding. Writes metrics.json, metrics.md and, for IJB sets when the suite can provide the ROC, roc_<set>.png.
 """
@@ -41,8 +42,14 @@ def load_embeddings(path: Path, names: list[str]) -> dict[str, dict[str, np.ndar
 def embed_sets(cfg: DictConfig, suite, keep: bool) -> tuple[dict[str, float], dict, bool]:
     """Run Trainer.validate with the checkpoint's backbone; returns (metrics, embeddings per set, is_global_zero)."""
     if cfg.checkpoint is None:
-        raise ValueError("task=evaluate needs checkpoint=<path> (ours, an AdaFace .ckpt or an InsightFace .pth), "
-                         "or an existing evaluate.embeddings_cache")
+        raise ValueError(f"task={cfg.task} needs checkpoint=<path> (ours, an AdaFace .ckpt, an InsightFace .pth or "
+                         "an .onnx file), or an existing evaluate.embeddings_cache")
+    if str(cfg.checkpoint).endswith(".onnx"):
+        from inference.backends import OnnxBackend
+        from inference.sets import embed_suite
+
+        per_set = embed_suite(OnnxBackend(cfg.checkpoint), suite, batch_size=cfg.data.val_batch_size)
+        return score_cached(suite, per_set), per_set, True
     from models import load_pretrained
 
     module = build_module(cfg, num_classes=None)

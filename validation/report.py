@@ -83,3 +83,91 @@ def save_roc_png(curves: dict, path, title: str = "1:1 verification ROC", fars=R
         fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def _plot(path, draw) -> Path:
+    """A matplotlib (Agg) figure drawn by `draw(ax)`, written atomically as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    draw(ax)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    path = Path(path)
+    with atomic.atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def det_points(scores: np.ndarray, labels: np.ndarray, points: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """(FAR, FRR) at `points` thresholds spread over the impostor score quantiles (decision: score > threshold)."""
+    scores, labels = np.asarray(scores), np.asarray(labels, dtype=bool)
+    imp, gen = np.sort(scores[~labels]), np.sort(scores[labels])
+    thresholds = np.quantile(imp, 1 - np.logspace(-min(7, np.log10(max(len(imp), 10))), 0, points))
+    far = 1 - np.searchsorted(imp, thresholds, side="right") / max(len(imp), 1)
+    frr = np.searchsorted(gen, thresholds, side="right") / max(len(gen), 1)
+    return far, frr
+
+
+def save_det_png(curves: dict, path, title: str = "DET", markers: dict | None = None) -> Path:
+    """DET curves {label: (far, frr)} on log-log axes; `markers` {label: [(far, frr), ...]} marks the operating
+    points (e.g. the calibrated thresholds)."""
+
+    def draw(ax):
+        for label, (far, frr) in curves.items():
+            ok = (np.asarray(far) > 0) & (np.asarray(frr) > 0)
+            line, = ax.plot(np.asarray(far)[ok], np.asarray(frr)[ok] * 100, label=label)
+            for x, y in (markers or {}).get(label, []):
+                if x and y:
+                    ax.plot(x, y * 100, "o", color=line.get_color(), ms=4)
+        ax.set(xscale="log", yscale="log", xlabel="FAR", ylabel="FRR (%)", title=title)
+
+    return _plot(path, draw)
+
+
+def save_edc_png(result: dict, path, title: str = "EDC") -> Path:
+    """Error-versus-discard curve of `validation.edc.edc`: FNMR vs the discarded fraction, quality vs random."""
+
+    def draw(ax):
+        x = np.asarray(result["fractions"]) * 100
+        ax.plot(x, np.asarray(result["fnmr_quality"]) * 100,
+                label=f"discard by feature norm (pAUC {result['pauc_quality']:.4f})")
+        ax.plot(x, np.asarray(result["fnmr_random"]) * 100, "--",
+                label=f"discard at random (pAUC {result['pauc_random']:.4f})")
+        ax.set(xlabel="comparisons discarded (%)", ylabel="FNMR (%)", title=title, ylim=(0, None))
+
+    return _plot(path, draw)
+
+
+def calibration_table(systems: dict[str, dict]) -> str:
+    """Markdown table of calibrated systems {label: `validation.calibration.calibrate` result}: per FAR the
+    threshold and FRR with their intervals and the held-out FAR / FRR."""
+
+    def interval(v):
+        return "-" if not v else f"[{v[0]:.4f}, {v[1]:.4f}]"
+
+    rows = []
+    for label, res in systems.items():
+        for e in res["entries"]:
+            held = e.get("heldout") or {}
+            if e["threshold"] is None:
+                rows.append([label, far_label(e["far"]), f"null (needs {e['needed_impostors']:,} impostors)",
+                             "-", "-", "-", "-", "-"])
+                continue
+            rows.append([label, far_label(e["far"]), f"{e['threshold']:.4f}", interval(e.get("threshold_interval")),
+                         f"{e['frr'] * 100:.2f}",
+                         "-" if not e.get("frr_interval") else
+                         f"[{e['frr_interval'][0] * 100:.2f}, {e['frr_interval'][1] * 100:.2f}]",
+                         "-" if held.get("far") is None else f"{held['far']:.2e}",
+                         "-" if held.get("frr") is None else f"{held['frr'] * 100:.2f}"])
+    return markdown_table(["system", "target FAR", "threshold", "threshold CI", "FRR %", "FRR CI %",
+                           "held-out FAR", "held-out FRR %"], rows)
+
+
+def far_label(far: float) -> str:
+    mantissa, exp = f"{far:.0e}".split("e")
+    return f"{mantissa}e{int(exp)}"

@@ -82,6 +82,12 @@ class ValidationProtocol:
         """ROC curves {label: (fpr, tpr)} of the last compute, for plots; none by default."""
         return {}
 
+    def pair_scores(self, embeddings: SetEmbeddings, fusion: str):
+        """The set's verification pairs as `validation.calibration.PairScores` (similarity scores, labels, subjects
+        and qualities where the protocol knows them), for threshold calibration; None = no 1:1 pairs (an
+        identification-only set, skipped by calibration)."""
+        return None
+
 
 def rgb_to_bgr(img: np.ndarray) -> np.ndarray:
     """Module-level (picklable for spawned DataLoader workers): RGB-stored images back to BGR."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from validation.fusion import fuse
 from validation.protocols.base import PROTOCOLS, SetEmbeddings, ValidationProtocol, rgb_to_bgr
 from validation.verification import verification_accuracy
 
@@ -45,6 +46,19 @@ class BinPairsProtocol(ValidationProtocol):
 
     def compute(self, embeddings: SetEmbeddings, fusion: str) -> dict[str, float]:
         return {f"val/{self.name}_acc": verification_accuracy(embeddings.fused(fusion), self.issame(), self.folds)}
+
+    def pair_scores(self, embeddings: SetEmbeddings, fusion: str):
+        """Cosine similarity of the fused unit embeddings of pair (2k, 2k+1) (= 1 - dist / 2 of the 10-fold rule);
+        a side's quality is its fused feature norm. A .bin names no identities: pair bootstrap."""
+        from validation.calibration import PairScores
+
+        unit, norm = fuse(embeddings.emb, embeddings.norm, embeddings.emb_flip, embeddings.norm_flip, fusion)
+        issame = self.issame()
+        n = min(len(issame), unit.shape[0] // 2)
+        scores = np.einsum("ij,ij->i", unit[0:2 * n:2].astype(np.float32), unit[1:2 * n:2].astype(np.float32))
+        norm = np.asarray(norm, dtype=np.float32).reshape(-1)
+        return PairScores(self.name, scores, issame[:n], quality_a=norm[0:2 * n:2], quality_b=norm[1:2 * n:2],
+                          source=f"{self.path.name}: consecutive image pairs, no identities (pair bootstrap)")
 
     def headline(self):
         return [(f"val/{self.name}_acc", self.title)]

@@ -65,6 +65,60 @@ class IJBProtocol(PackedProtocol):
         return self._pairs
 
     def compute(self, embeddings: SetEmbeddings, fusion: str) -> dict[str, float]:
+        template_feats, unique_templates, scores = self._template_scores(embeddings, fusion)
+        label = self.pairs()[2]
+        fpr, tpr, _ = ijb.roc_curve(label, scores)
+        self._roc = (fpr, tpr)
+        tar = ijb.tar_at_fpr(fpr, tpr, self.fars)
+        out = {f"{self.name}/tar_far_{ijb.far_name(f)}": v * 100 for f, v in tar.items()}
+        if self.one_to_n:
+            out.update(self._compute_1n(template_feats, unique_templates))
+        return out
+
+    def template_subjects(self, unique_templates):
+        """Subject of each template: the 1:N csv files where they name it, else meta.csv's `label` column (the
+        synthetic sets); None (pair bootstrap) when some template stays without one. -> (subjects | None, note)."""
+        import numpy as np
+
+        subjects = np.full(len(unique_templates), -1, dtype=np.int64)
+        sources = []
+        meta = self.meta
+        if "label" in meta:
+            rows = ijb.template_rows(unique_templates, meta["template"])
+            subjects[rows] = np.asarray(meta["label"], dtype=np.int64)
+            sources.append("meta.csv label column")
+        for csv in sorted((self.path / "meta").glob(f"{self.prefix}_1N_*.csv")):
+            tids, sids = ijb.read_1n_list(csv)
+            known = np.isin(tids, unique_templates)
+            subjects[np.searchsorted(unique_templates, tids[known])] = sids[known]
+            sources.append(csv.name)
+        if (subjects < 0).any():
+            return None, (f"{int((subjects < 0).sum())} templates have no subject in "
+                          f"{', '.join(sources) or 'any file'}: pair bootstrap")
+        return subjects, "subjects from " + " + ".join(sources)
+
+    def pair_scores(self, embeddings: SetEmbeddings, fusion: str):
+        """Template pair scores of the 1:1 list; a template's quality is the mean fused norm of its images."""
+        import numpy as np
+
+        from validation.calibration import PairScores
+        from validation.fusion import fuse
+
+        meta, e = self.meta, embeddings
+        _, unique_templates, scores = self._template_scores(embeddings, fusion)
+        p1, p2, label = self.pairs()
+        _, fused_norm = fuse(e.emb, e.norm, e.emb_flip, e.norm_flip, fusion)
+        t_idx = ijb.template_rows(unique_templates, meta["template"])
+        quality = (np.bincount(t_idx, weights=np.asarray(fused_norm, np.float64).reshape(-1),
+                               minlength=len(unique_templates)) / np.bincount(t_idx, minlength=len(unique_templates)))
+        r1, r2 = ijb.template_rows(unique_templates, p1), ijb.template_rows(unique_templates, p2)
+        subjects, note = self.template_subjects(unique_templates)
+        sa, sb = (None, None) if subjects is None else (subjects[r1], subjects[r2])
+        return PairScores(self.name, scores, label == 1, sa, sb, quality[r1].astype(np.float32),
+                          quality[r2].astype(np.float32), source=f"{self.pair_file.name}; {note}")
+
+    def _template_scores(self, embeddings: SetEmbeddings, fusion: str):
+        """(template features, sorted template ids, score of each pair of the 1:1 list)."""
         meta = self.meta
         self.pairs()  # a missing pair list fails before any scoring
         faceness = None
@@ -76,15 +130,8 @@ class IJBProtocol(PackedProtocol):
         feats = ijb.image_features(e.emb, e.norm, e.emb_flip, e.norm_flip, self.feature, fusion, faceness)
         template_feats, unique_templates = ijb.image2template_feature(feats, meta["template"], meta["media"])
         del feats
-        p1, p2, label = self.pairs()
-        scores = ijb.verification(template_feats, unique_templates, p1, p2)
-        fpr, tpr, _ = ijb.roc_curve(label, scores)
-        self._roc = (fpr, tpr)
-        tar = ijb.tar_at_fpr(fpr, tpr, self.fars)
-        out = {f"{self.name}/tar_far_{ijb.far_name(f)}": v * 100 for f, v in tar.items()}
-        if self.one_to_n:
-            out.update(self._compute_1n(template_feats, unique_templates))
-        return out
+        p1, p2, _ = self.pairs()
+        return template_feats, unique_templates, ijb.verification(template_feats, unique_templates, p1, p2)
 
     def _compute_1n(self, template_feats, unique_templates) -> dict[str, float]:
         meta_dir = self.path / "meta"
