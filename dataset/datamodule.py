@@ -55,6 +55,12 @@ def resolve_training_data(data, cache_dir) -> TrainingData:
     if data.synthetic is not None:
         root = synthetic_root(cache_dir, data.synthetic.preset, data.synthetic.seed)
         rec = root / "train" / "train.rec"
+    elif data.get("pack_folders"):  # data=folders: identity folders packed into the cache on first use
+        from dataset.convert import pack_folders_cached
+
+        if data.root is None:
+            raise ValueError("data=folders needs data.root=<folder of <identity>/<image> aligned crops>")
+        rec = pack_folders_cached(data.root, cache_dir)
     else:
         if data.rec is None:
             raise ValueError(f"data={data.name}: set data.rec (path of train.rec) or data.synthetic")

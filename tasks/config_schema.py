@@ -71,6 +71,7 @@ class DataConf:
     rec: str | None = None  # path of train.rec (train.idx beside it)
     num_classes: int | None = None  # facts checked against the .rec at start (null = take from the file)
     num_images: int | None = None
+    pack_folders: bool = False  # data.root holds <identity>/<image> folders: packed into the cache on first use
     swap_rb: bool = False  # for .rec files whose JPEGs were stored with R/B swapped (QGFace is_origin=False)
     batch_size: int = 128  # per process
     val_batch_size: int = 256
@@ -198,6 +199,10 @@ def _range_rules(cfg: DictConfig) -> list[tuple[str, object, bool, str]]:
     rule("callbacks.steps.every_n_train_steps", lambda v: v >= 1, ">= 1")
     rule("callbacks.steps.save_top_k", lambda v: v >= 1 or v == -1, ">= 1 (or -1: keep all)")
     rule("nonfinite_loss", lambda v: v in ("stop", "skip"), "stop or skip")
+    data = cfg.get("data")
+    if data is not None and data.get("pack_folders"):
+        rules.append(("data.root", data.get("root"), data.get("root") is not None,
+                      "set for data=folders: the folder of <identity>/<image> aligned crops"))
     trainer = cfg.get("trainer")
     if trainer is not None and trainer.get("max_epochs") is not None:
         epochs, steps = trainer.max_epochs, trainer.get("max_steps", -1)

@@ -76,7 +76,10 @@ def test_data_options_compose(compose, tmp_path, monkeypatch, name):
     monkeypatch.setenv("FACE_DATA_ROOT", str(tmp_path / "faces"))
     data = compose(f"data={name}").data
     assert data.batch_size > 0
-    if data.synthetic is None:  # real data: root from FACE_DATA_ROOT, facts beside it
+    if data.pack_folders:  # your own folders: data.root is the user's, required
+        with pytest.raises(ValueError, match="data.root"):
+            validate_config(compose(f"data={name}"))
+    elif data.synthetic is None:  # real data: root from FACE_DATA_ROOT, facts beside it
         assert data.rec.startswith(str(tmp_path / "faces")) and data.num_classes > 0
 
 
