@@ -199,6 +199,7 @@ def _range_rules(cfg: DictConfig) -> list[tuple[str, object, bool, str]]:
     rule("callbacks.steps.every_n_train_steps", lambda v: v >= 1, ">= 1")
     rule("callbacks.steps.save_top_k", lambda v: v >= 1 or v == -1, ">= 1 (or -1: keep all)")
     rule("nonfinite_loss", lambda v: v in ("stop", "skip"), "stop or skip")
+    rules += _folder_set_rules(cfg)
     data = cfg.get("data")
     if data is not None and data.get("pack_folders"):
         rules.append(("data.root", data.get("root"), data.get("root") is not None,
@@ -208,6 +209,36 @@ def _range_rules(cfg: DictConfig) -> list[tuple[str, object, bool, str]]:
         epochs, steps = trainer.max_epochs, trainer.get("max_steps", -1)
         rules.append(("trainer.max_epochs", epochs, epochs > 0 or (epochs == -1 and steps > 0),
                       "> 0, or -1 with trainer.max_steps > 0"))
+    return rules
+
+
+def _folder_set_rules(cfg: DictConfig) -> list[tuple[str, object, bool, str]]:
+    """Enabled sets of kind `folders` (docs/evaluation.md section 8): their options, before any image is read."""
+    from dataset.synthetic.quality import DEGRADATIONS
+
+    validation = cfg.get("validation")
+    if validation is None or not validation.get("sets"):
+        return []
+    rules = []
+    for name in validation.sets:
+        spec = (validation.get("protocols") or {}).get(name)
+        if spec is None or spec.get("kind") != "folders":
+            continue
+        key = f"validation.protocols.{name}"
+        path = spec.get("path")
+        rules.append(("validation.root", validation.root, validation.root is not None
+                      or (path is not None and str(path).startswith("/")),
+                      f"set for the folder set {name!r}: the folder of <identity>/<image> aligned crops"))
+        levels = list(spec.get("levels") or [])
+        rules.append((f"{key}.levels", levels, all(level in DEGRADATIONS for level in levels),
+                      f"names of degradation levels: {', '.join(DEGRADATIONS)}"))
+        rules.append((f"{key}.degrade", spec.get("degrade"), spec.get("degrade") in ("second", "both"),
+                      "second or both"))
+        rules.append((f"{key}.impostor_ratio", spec.get("impostor_ratio"), (spec.get("impostor_ratio") or 0) > 0,
+                      "> 0"))
+        rules.append((f"{key}.genuine_per_identity", spec.get("genuine_per_identity"),
+                      (spec.get("genuine_per_identity") or 0) >= 1, ">= 1"))
+        rules.append((f"{key}.folds", spec.get("folds"), (spec.get("folds") or 0) >= 2, ">= 2"))
     return rules
 
 

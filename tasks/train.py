@@ -123,6 +123,23 @@ def build_suite(cfg: DictConfig) -> ValidationSuite | None:
     return ValidationSuite.from_config(cfg.validation, resolve_validation_root(cfg.validation, cfg.paths.cache_dir))
 
 
+def warn_overlap(cfg: DictConfig, suite) -> list[str]:
+    """Warn when the training folders (data=folders) and an evaluation folder set share identities or images."""
+    if suite is None or not cfg.data.get("pack_folders") or cfg.data.root is None:
+        return []
+    from validation.protocols.folders import FoldersProtocol, overlap
+
+    problems = []
+    for protocol in suite.protocols:
+        if isinstance(protocol, FoldersProtocol):
+            for problem in overlap(cfg.data.root, protocol.path):
+                message = (f"data.root={cfg.data.root} and validation set {protocol.name!r} ({protocol.path}) are not "
+                           f"disjoint: {problem}; evaluation identities must not be trained on")
+                log.warning(message)
+                problems.append(message)
+    return problems
+
+
 def build_module(cfg: DictConfig, num_classes: int | None) -> FaceRecognitionModule:
     """The LightningModule from its own nodes (backbone, head, objective, optim) and the run scalars it needs;
     num_classes None = evaluation only."""
@@ -167,6 +184,7 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
     resume_step = checkpoint_step(ckpt_path)
     training = resolve_training_data(cfg.data, cfg.paths.cache_dir)
     suite = build_suite(cfg)
+    warn_overlap(cfg, suite)
 
     module = build_module(cfg, training.num_classes)
     module.attach_suite(suite)
@@ -203,4 +221,6 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
         print(f"run dir: {out_dir}\nmetrics: {path}  (train {metrics['train/wall_s']:.0f} s, "
               f"{trainer.global_step} steps)")
         atomic.write_text(out_dir / "metrics.md", metrics_markdown(metrics))
+        if suite is not None and module.last_val_metrics:
+            suite.write_artifacts(out_dir)
     return metrics

@@ -98,9 +98,9 @@ def test_missing_real_dataset_says_what_and_how(compose, tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", options("validation"))
 def test_validation_options_compose(compose, name):
     val = compose(f"validation={name}").validation
-    known = {"lfw", "cfp_fp", "agedb_30", "calfw", "cplfw", "tinyface", "scface", "ijbb", "ijbc"}
+    known = {"lfw", "cfp_fp", "agedb_30", "calfw", "cplfw", "tinyface", "scface", "ijbb", "ijbc", "folders"}
     assert val.sets and set(val.sets) <= known
-    assert val.monitor in ("val/hq_avg", "val/all_avg")
+    assert val.monitor in ("val/hq_avg", "val/all_avg", "folders/clean/acc")
 
 
 @pytest.mark.parametrize("name", options("trainer"))

@@ -83,3 +83,52 @@ def save_roc_png(curves: dict, path, title: str = "1:1 verification ROC", fars=R
         fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    with atomic.atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
+def save_det_png(curves: dict, path, title: str = "DET") -> Path:
+    """DET curves {label: (far, tar)}: false rejection rate against false acceptance rate, both on log axes."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    floor = 1e-3  # percent: a rate of zero (a perfect separation) is drawn on the floor of the log axes
+    for label, (far, tar) in curves.items():
+        far, frr = np.asarray(far, float) * 100, (1.0 - np.asarray(tar, float)) * 100
+        ax.plot(np.clip(far, floor, 100), np.clip(frr, floor, 100), label=label)
+    ax.set(xscale="log", yscale="log", xlim=(floor, 100), ylim=(floor, 100), xlabel="false acceptance rate (%)",
+           ylabel="false rejection rate (%)", title=title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="upper right", fontsize="small")
+    return _save(fig, path)
+
+
+def save_score_histograms_png(histograms: dict, path, title: str = "scores") -> Path:
+    """One panel per label {label: (genuine scores, impostor scores, threshold or None)}, threshold as a line."""
+    plt = _pyplot()
+    n = max(1, len(histograms))
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.0), squeeze=False)
+    for ax, (label, (genuine, impostor, threshold)) in zip(axes[0], histograms.items()):
+        bins = np.linspace(-1, 1, 81)
+        ax.hist(impostor, bins=bins, alpha=0.6, density=True, label=f"impostor ({len(impostor)})")
+        ax.hist(genuine, bins=bins, alpha=0.6, density=True, label=f"genuine ({len(genuine)})")
+        if threshold is not None and np.isfinite(threshold):
+            ax.axvline(threshold, color="k", linestyle="--", linewidth=1, label=f"threshold {threshold:.2f}")
+        ax.set(title=label, xlabel="cosine similarity")
+        ax.legend(fontsize="x-small")
+    fig.suptitle(title)
+    return _save(fig, path)
