@@ -161,6 +161,8 @@ class FaceDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
         world, rank, epoch = (trainer.world_size, trainer.global_rank, trainer.current_epoch) if trainer else (1, 0, 0)
+        if self._resume is not None:  # the epoch being resumed, even if Lightning has not called set_epoch yet
+            epoch = int(self._resume["epoch"])
         sampler = ResumableSampler(self.train_set, num_replicas=world, rank=rank, seed=self.seed, epoch=epoch)
         if self.data.drop_last and sampler.num_samples < int(self.data.batch_size):
             raise ValueError(f"data.batch_size={self.data.batch_size} is larger than the {sampler.num_samples} images "
@@ -180,7 +182,11 @@ class FaceDataModule(pl.LightningDataModule):
         # resumed from an end-of-epoch checkpoint is resumed again (every epoch has num_training_batches batches)
         per_epoch = int(trainer.num_training_batches)
         done = int(trainer.global_step) * int(trainer.accumulate_grad_batches) - int(trainer.current_epoch) * per_epoch
-        return {"epoch": int(trainer.current_epoch), "batches_done": max(0, min(done, per_epoch))}
+        if done >= per_epoch:  # an end-of-epoch checkpoint: the next session starts the next epoch from its start
+            # (reporting "epoch e, all done" made a loader whose workers iterate the sampler before Lightning's
+            # set_epoch skip the whole next epoch)
+            return {"epoch": int(trainer.current_epoch) + 1, "batches_done": 0}
+        return {"epoch": int(trainer.current_epoch), "batches_done": max(0, done)}
 
     def load_state_dict(self, state: dict) -> None:
         self._resume = dict(state) if state else None

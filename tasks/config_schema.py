@@ -121,6 +121,7 @@ class TopLevelConf:
     seed: int = 42
     ckpt_path: str | None = None
     checkpoint: str | None = None
+    init_from: str | None = None
     compile: bool = False
     channels_last: bool = True
     print_config: bool = False
@@ -245,6 +246,16 @@ def _folder_set_rules(cfg: DictConfig) -> list[tuple[str, object, bool, str]]:
 def check_ranges(cfg: DictConfig) -> None:
     """Out-of-range values fail here, before any data is read, naming every offending key."""
     bad = [f"{key}={value!r} (must be {must})" for key, value, ok, must in _range_rules(cfg) if not ok]
+    if cfg.get("finetune") is not None:
+        from models.finetune import options
+
+        try:
+            options(OmegaConf.to_container(cfg.finetune, resolve=True))
+        except ValueError as err:
+            bad.append(str(err))
+        if cfg.finetune.get("require_init_from") and cfg.get("task", "train") == "train" and not cfg.get("init_from"):
+            bad.append("init_from=None (experiment=finetune needs init_from=<pretrained file>: a fine-tuning run "
+                       "never starts from random weights)")
     if bad:
         raise ValueError("invalid config value" + ("s" if len(bad) > 1 else "") + ": " + "; ".join(bad))
 

@@ -136,7 +136,7 @@ def test_loggers_instantiate_or_skip_when_optional_package_missing(compose, tmp_
 @pytest.mark.parametrize("group", ["optim", "paths", "hydra", "debug", "experiment"])
 def test_other_groups_compose(compose, group):
     for name in options(group):
-        cfg = compose(f"{group}={name}")
+        cfg = compose(f"{group}={name}", *(["init_from=x.ckpt"] if name == "finetune" else []))
         validate_config(cfg)
         assert cfg.optim.lr > 0
 
