@@ -82,6 +82,20 @@ def setting_labels(overrides: list[tuple[str, ...]], names: list[str]) -> list[s
     return labels
 
 
+def _with_checkpoint(run_dir: Path, overrides: list[str]) -> list[str]:
+    """The overrides plus `checkpoint=<path>` from the run's config_resolved.yaml when the command line did not name
+    it (runs started from Python, not main.py)."""
+    if any(o.split("=", 1)[0].lstrip("+") == "checkpoint" for o in overrides):
+        return overrides
+    path = run_dir / "config_resolved.yaml"
+    if not path.is_file():
+        return overrides
+    import yaml
+
+    checkpoint = (yaml.safe_load(path.read_text()) or {}).get("checkpoint")
+    return overrides + [f"checkpoint={checkpoint}"] if checkpoint else overrides
+
+
 def collect_runs(sweeps) -> list[dict]:
     """Every job of every sweep dir: name, overrides, metrics (None when failed) and why it failed."""
     runs = []
@@ -94,7 +108,10 @@ def collect_runs(sweeps) -> list[dict]:
         for job in jobs:
             metrics, reason = read_metrics(job)
             name = job.name if len(sweeps) == 1 or job == sweep else f"{sweep.name}/{job.name}"
-            runs.append({"name": name, "overrides": read_overrides(job), "metrics": metrics, "reason": reason})
+            overrides = read_overrides(job)
+            if job == sweep:  # a single run dir: its rows are labelled by the checkpoint it evaluated
+                overrides = _with_checkpoint(job, overrides)
+            runs.append({"name": name, "overrides": overrides, "metrics": metrics, "reason": reason})
     return runs
 
 
