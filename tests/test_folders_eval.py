@@ -171,3 +171,11 @@ def test_overlap_of_training_and_evaluation_folders_is_warned(tmp_path, compose,
     with caplog.at_level(logging.WARNING):
         assert len(warn_overlap(cfg, build_suite(cfg))) == 2
     assert "are not disjoint" in caplog.text
+
+
+def test_saved_pair_list_reads_back_as_user_pairs(tmp_path):
+    root = _folders(tmp_path / "eval", [3, 3, 2])
+    built = _protocol(root)
+    built.artifacts(tmp_path / "run")
+    again = _protocol(root, pairs=str(tmp_path / "run" / "pairs_mine.csv"))
+    assert again.pairs.rows(root) == built.pairs.rows(root)

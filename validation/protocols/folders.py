@@ -12,7 +12,9 @@ pictures. Reference: docs/evaluation.md section 8.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import logging
 from pathlib import Path
 
@@ -162,8 +164,11 @@ class FoldersProtocol(ValidationProtocol):
         from validation.report import save_det_png, save_roc_png, save_score_histograms_png
 
         out_dir = Path(out_dir)
-        rows = ["path_a,path_b,same"] + [f"{a},{b},{s}" for a, b, s in self.pairs.rows(self.path)]
-        written = [atomic.write_text(out_dir / f"pairs_{self.name}.csv", "\n".join(rows) + "\n"),
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(["path_a", "path_b", "same"])
+        writer.writerows(self.pairs.rows(self.path))
+        written = [atomic.write_text(out_dir / f"pairs_{self.name}.csv", text.getvalue()),
                    atomic.write_json(out_dir / f"folders_{self.name}.json", self.report())]
         if self._results:
             curves = self.curves()
