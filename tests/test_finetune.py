@@ -162,3 +162,19 @@ def test_init_from_with_ckpt_path_auto_resumes_the_interrupted_run(tmp_path, cap
     # the same as one uninterrupted two-epoch fine-tuning run (1 loader worker: the end-of-epoch resume path)
     whole = run_train(_cfg(tmp_path, "run_name=whole", "trainer.max_epochs=2", run="whole"))
     assert second["train/loss"] == pytest.approx(whole["train/loss"], rel=1e-6)
+
+
+def test_after_the_head_only_warmup_the_run_scores_exactly_like_the_pretrained_model(tmp_path):
+    """End to end: a fine-tuning run's validation after its head-only warm-up epoch (backbone fixed, BatchNorm
+    frozen) equals task=evaluate of the pretrained file on the same folder set, to the last digit."""
+    from tasks.evaluate import run_evaluate
+
+    evaluation = _folders(tmp_path / "eval", identities=5, per_identity=3)
+    val = ["validation=folders", "validation.sets=[folders]", f"validation.root={evaluation}",
+           "validation.protocols.folders.levels=[clean,blur]"]
+    pretrained = run_evaluate(compose_config(
+        ["task=evaluate", f"checkpoint={_pretrained(tmp_path / 'released.ckpt')}", "backbone=tiny", "logger=none",
+         "trainer.enable_progress_bar=false", *val], output_dir=str(tmp_path / "before")))
+    tuned = run_train(_cfg(tmp_path, *val, run="ft"))
+    keys = [k for k in pretrained if k.startswith("folders/")]
+    assert keys and {k: tuned[k] for k in keys} == {k: pretrained[k] for k in keys}
