@@ -4,7 +4,8 @@
 or an InsightFace `.pth` (models.load_pretrained). It runs `Trainer.validate` with the training module, so it
 shares the flip-embedding / gather / de-duplication code (and DDP) with training. With
 `evaluate.embeddings_cache=FILE.npz` the per-set embeddings are saved, and a later run re-scores them without
-re-embedding. Writes metrics.json, metrics.md and, for IJB sets when the suite can provide the ROC, roc_<set>.png.
+re-embedding. Writes metrics.json, metrics.md and, for IJB sets when the suite can provide the ROC, roc_<set>.png;
+folder sets (validation=folders) add their pair list, report and pictures (docs/evaluation.md section 9).
 """
 
 import logging

@@ -178,3 +178,14 @@ def test_after_the_head_only_warmup_the_run_scores_exactly_like_the_pretrained_m
     tuned = run_train(_cfg(tmp_path, *val, run="ft"))
     keys = [k for k in pretrained if k.startswith("folders/")]
     assert keys and {k: tuned[k] for k in keys} == {k: pretrained[k] for k in keys}
+
+
+def test_any_augmentation_works_unchanged_with_init_from(tmp_path):
+    """Fine-tuning for blur is a config: QGFace's two-view "Ours" degradation with init_from builds and imprints."""
+    cfg = _cfg(tmp_path, "augmentation=qgface_ours", "objective=qgface")
+    validate_config(cfg)
+    module, training = _module(cfg)
+    assert module.num_views == 2 and module.head.kernel.shape[1] == training.num_classes
+    result = run_train(_cfg(tmp_path, "augmentation=qgface_ours", "objective=qgface", "finetune.head_warmup_epochs=0",
+                            run="blur"))
+    assert result["train/global_step"] == 4 and np.isfinite(result["train/loss"])
