@@ -74,3 +74,19 @@ def align_face(img: np.ndarray, landmarks, size: int = 112) -> np.ndarray:
     matrix = estimate_similarity(pts, template_for(len(pts), size))
     return cv2.warpAffine(img, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                           borderValue=0)
+
+
+def pick_face(boxes: np.ndarray, image_shape) -> int:
+    """Index of the face to keep in a photo: the largest box; on a tie, the one whose centre is nearest the image
+    centre (then the first). One rule for dataset preparation and inference (docs/evaluation.md, "Your own faces")."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if len(boxes) == 0:
+        raise ValueError("pick_face needs at least one box")
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    largest = np.flatnonzero(np.isclose(area, area.max(), rtol=1e-9, atol=0.0))
+    if len(largest) == 1:
+        return int(largest[0])
+    h, w = image_shape[:2]
+    centres = np.stack([(boxes[largest, 0] + boxes[largest, 2]) / 2, (boxes[largest, 1] + boxes[largest, 3]) / 2], 1)
+    dist = np.hypot(centres[:, 0] - w / 2, centres[:, 1] - h / 2)
+    return int(largest[int(np.argmin(dist))])

@@ -208,6 +208,34 @@ def pack_identity_folders(root, out_dir, name: str = "train", num_workers: int |
 
 
 
+def folder_content_key(root) -> str:
+    """A digest of `root/<identity>/<image>`'s content (identity names, file names and bytes, in sorted order): the
+    cache key of `pack_folders_cached`, so an edited folder is packed again and an unchanged one is reused."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for ident, files in list_identity_folders(root):
+        for path in files:
+            digest.update(f"{ident}/{path.name}\0".encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def pack_folders_cached(root, cache_dir, progress: bool = True) -> Path:
+    """`root/<identity>/<image>` packed once into `<cache_dir>/folders/<folder name>-<content key>/train.rec`
+    (reused while the folder's content is unchanged); returns the `.rec` path. A `DONE` marker is written last."""
+    root = Path(root)
+    folders = list_identity_folders(root)
+    if not folders:
+        raise ValueError(f"data.root={root}: no identity folders with images ({', '.join(IMAGE_EXTENSIONS)}); "
+                         "prepare photos with `python -m dataset.prepare folders --root photos/ --out aligned/`")
+    target = Path(cache_dir) / "folders" / f"{root.resolve().name}-{folder_content_key(root)[:16]}"
+    if not (target / "DONE").is_file():
+        pack_identity_folders(root, target, name="train", progress=progress)
+        atomic.write_json(target / "DONE", {"root": str(root.resolve()), "identities": len(folders)})
+    return target / "train.rec"
+
+
 def unpack_rec(rec_path, out_dir, swap_rb: bool = False, limit: int | None = None, progress: bool = True) -> int:
     """Write every image record of `rec_path` to `<out_dir>/<label>/<key>.<ext>`; returns the image count.
 

@@ -55,6 +55,12 @@ def resolve_training_data(data, cache_dir) -> TrainingData:
     if data.synthetic is not None:
         root = synthetic_root(cache_dir, data.synthetic.preset, data.synthetic.seed)
         rec = root / "train" / "train.rec"
+    elif data.get("pack_folders"):  # data=folders: identity folders packed into the cache on first use
+        from dataset.convert import pack_folders_cached
+
+        if data.root is None:
+            raise ValueError("data=folders needs data.root=<folder of <identity>/<image> aligned crops>")
+        rec = pack_folders_cached(data.root, cache_dir)
     else:
         if data.rec is None:
             raise ValueError(f"data={data.name}: set data.rec (path of train.rec) or data.synthetic")
@@ -165,6 +171,8 @@ class FaceDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
         world, rank, epoch = (trainer.world_size, trainer.global_rank, trainer.current_epoch) if trainer else (1, 0, 0)
+        if self._resume is not None:  # the epoch being resumed, even if Lightning has not called set_epoch yet
+            epoch = int(self._resume["epoch"])
         sampler = ResumableSampler(self.train_set, num_replicas=world, rank=rank, seed=self.seed, epoch=epoch)
         if self.data.drop_last and sampler.num_samples < int(self.data.batch_size):
             raise ValueError(f"data.batch_size={self.data.batch_size} is larger than the {sampler.num_samples} images "
@@ -184,7 +192,11 @@ class FaceDataModule(pl.LightningDataModule):
         # resumed from an end-of-epoch checkpoint is resumed again (every epoch has num_training_batches batches)
         per_epoch = int(trainer.num_training_batches)
         done = int(trainer.global_step) * int(trainer.accumulate_grad_batches) - int(trainer.current_epoch) * per_epoch
-        return {"epoch": int(trainer.current_epoch), "batches_done": max(0, min(done, per_epoch))}
+        if done >= per_epoch:  # an end-of-epoch checkpoint: the next session starts the next epoch from its start
+            # (reporting "epoch e, all done" made a loader whose workers iterate the sampler before Lightning's
+            # set_epoch skip the whole next epoch)
+            return {"epoch": int(trainer.current_epoch) + 1, "batches_done": 0}
+        return {"epoch": int(trainer.current_epoch), "batches_done": max(0, done)}
 
     def load_state_dict(self, state: dict) -> None:
         self._resume = dict(state) if state else None

@@ -214,3 +214,34 @@ class BinPairsDataset(Dataset):
     def __getitem__(self, index: int):
         img = decode_image(self.bins[index], f"{self.bin_path} image {index}")
         return _finish(img, self.transform, False), index
+
+
+class DegradedImagesDataset(Dataset):
+    """Image files at named degradation levels (`dataset.synthetic.quality.DEGRADATIONS`) -> `(img, index)`.
+
+    `items` lists `(path index, level name)`; item k is `paths[i]` read, resized to `size` if needed, and degraded at
+    that level (deterministic). Used by the folder evaluation protocol (docs/evaluation.md section 8)."""
+
+    def __init__(self, paths: Sequence, items: Sequence[tuple[int, str]], size: int = 112,
+                 transform: Transform | None = None):
+        from dataset.synthetic.quality import check_degradation
+
+        self.paths = [Path(p) for p in paths]
+        self.items = [(int(i), str(level)) for i, level in items]
+        for level in sorted({level for _, level in self.items}):
+            check_degradation(level)
+        self.size, self.transform = int(size), transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        import cv2
+
+        from dataset.synthetic.quality import degrade
+
+        path_index, level = self.items[index]
+        img = read_image_file(self.paths[path_index])
+        if img.shape[:2] != (self.size, self.size):
+            img = cv2.resize(img, (self.size, self.size), interpolation=cv2.INTER_AREA)
+        return _finish(degrade(img, level), self.transform, False), index

@@ -9,7 +9,7 @@ With ``thresholds="thresholds.json"`` (written by task=calibrate for this very m
 model is refused) every pair also gets a decision at the calibrated FAR ``far``: ``match`` (similarity above the
 threshold), ``no match``, or ``rejected: low quality`` (the lower feature norm of the two faces is below the
 quality threshold of the error-versus-discard analysis). The images are then embedded with the flip fusion the
-threshold was calibrated with (docs/evaluation.md section 8).
+threshold was calibrated with (docs/evaluation.md section 10).
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ class FaceAligner:
         return self._mtcnn
 
     def __call__(self, path: Path) -> FaceCrop:
-        from alignment.align import align_face
+        from alignment.align import align_face, pick_face
 
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if img is None:
@@ -61,7 +61,6 @@ class FaceAligner:
         boxes, landmarks = self.mtcnn.detect(img)
         if len(boxes) == 0:
             return FaceCrop(path, None, reason="no face detected")
-        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        best = int(np.argmax(area))  # group photos: the most prominent face
+        best = pick_face(boxes, img.shape)  # group photos: the largest face, a tie to the one nearest the centre
         crop = align_face(img, landmarks[best], INPUT_SIZE)
         return FaceCrop(path, crop, "mtcnn", boxes[best], landmarks[best], num_faces=len(boxes))

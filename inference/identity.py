@@ -1,7 +1,7 @@
 """Which model made a score: the identity written into `thresholds.json` and checked by whoever reads it.
 
 A threshold only means something for the weights, colour order, preprocessing and flip fusion it was calibrated
-with (docs/evaluation.md section 8). The weights are named by the sha256 of the checkpoint or ONNX file.
+with (docs/evaluation.md section 10). The weights are named by the sha256 of the checkpoint or ONNX file.
 """
 
 from __future__ import annotations

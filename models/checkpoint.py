@@ -36,6 +36,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path), device="cpu")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic[:2] != b"PK" and magic[:1] != b"\x80":  # torch.save: a zip archive; legacy files: a pickle
+        raise CheckpointError(f"{path}: not a checkpoint (neither a torch zip archive nor a pickle; first bytes "
+                              f"{magic!r})")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

@@ -53,9 +53,11 @@ def lr_factor(step: int, steps_per_epoch: int, milestones: list[int], gamma: flo
 class FaceRecognitionModule(pl.LightningModule):
     def __init__(self, backbone: dict, head: dict | None = None, objective: dict | None = None,
                  optim: dict | None = None, num_classes: int | None = None, views: int = 1,
-                 channels_last: bool = False, compile: bool = False, seed: int = 0, nonfinite_loss: str = "stop"):
+                 channels_last: bool = False, compile: bool = False, seed: int = 0, nonfinite_loss: str = "stop",
+                 finetune: dict | None = None):
         """Each part from its own config node (plain dicts): `backbone`, `head`, `objective` (`name:` + arguments)
-        and `optim`. num_classes None = evaluation only (no head, no objective, no optimizer)."""
+        and `optim`. num_classes None = evaluation only (no head, no objective, no optimizer). `finetune`
+        (docs/finetune.md): backbone LR scale, frozen stages / modules, head-only warm-up, BatchNorm mode."""
         super().__init__()
         self.save_hyperparameters()  # plain dicts + scalars: safe for weights_only checkpoint loading
         self.optim, self.compile_backbone, self.seed = optim, bool(compile), int(seed)
@@ -63,6 +65,13 @@ class FaceRecognitionModule(pl.LightningModule):
             raise ValueError(f"nonfinite_loss must be 'stop' or 'skip', got {nonfinite_loss!r}")
         self.nonfinite_loss = nonfinite_loss
         self.model = build_backbone_from_node(backbone)
+        from models.finetune import frozen_modules
+        from models.finetune import options as finetune_options
+
+        self.finetune = finetune_options(finetune)
+        self._frozen = frozen_modules(self.model, int(self.finetune["freeze_stages"]), self.finetune["freeze_modules"])
+        for module in self._frozen:
+            module.requires_grad_(False)
         self.channels_last = bool(channels_last)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -113,6 +122,32 @@ class FaceRecognitionModule(pl.LightningModule):
     def setup(self, stage: str) -> None:
         if self.compile_backbone:
             self.model.compile()  # in place: state_dict keys stay `model.*`
+
+    # --- fine-tuning: frozen parts stay in eval mode, head-only warm-up ---------------------------------------------
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode:  # Lightning switches back to train mode after every validation: re-apply the fixed parts
+            fixed = list(self._frozen)
+            if self.finetune["bn"] == "frozen" or self._in_head_warmup():
+                fixed.append(self.model)
+            for module in fixed:
+                for sub in module.modules():
+                    if isinstance(sub, nn.modules.batchnorm._BatchNorm):
+                        sub.eval()  # running statistics are used, never updated
+        return self
+
+    def _in_head_warmup(self) -> bool:
+        return self._trainer is not None and self.current_epoch < int(self.finetune["head_warmup_epochs"])
+
+    def on_train_epoch_start(self) -> None:
+        warm = self._in_head_warmup()
+        frozen = {id(p) for m in self._frozen for p in m.parameters()}
+        for p in self.model.parameters():
+            p.requires_grad_(not warm and id(p) not in frozen)
+        if warm:
+            log.info("epoch %d: head-only warm-up (finetune.head_warmup_epochs=%d), backbone fixed",
+                     self.current_epoch, self.finetune["head_warmup_epochs"])
+        self.train(True)
 
     def on_fit_start(self) -> None:
         # augmentations in the main process (num_workers=0) must differ between ranks
@@ -165,11 +200,27 @@ class FaceRecognitionModule(pl.LightningModule):
         opt = self.optim
         if opt.get("name", "sgd") != "sgd":
             raise ValueError(f"optim.name={opt['name']!r}: only 'sgd' is implemented")
-        modules = {"model": self.model, "head": self.head, "objective": self.objective}
-        decay, no_decay = split_weight_decay({k: m for k, m in modules.items() if m is not None})
-        optimizer = torch.optim.SGD(
-            [{"params": decay, "weight_decay": opt["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=opt["lr"], momentum=opt["momentum"], nesterov=opt.get("nesterov", False))
+        scale = float(self.finetune["backbone_lr_scale"])
+        warmup_epochs = int(self.finetune["head_warmup_epochs"])
+        frozen = {id(p) for m in self._frozen for p in m.parameters()}
+        # parameters fixed only during the head-only warm-up must still be in the optimizer
+        backbone = [p for p in self.model.parameters() if id(p) not in frozen]
+        for p in backbone:
+            p.requires_grad_(True)
+        # backbone and head share two groups (decay / no decay) unless the backbone's LR is scaled: then four, so
+        # checkpoints of runs without fine-tuning options keep their optimizer layout
+        parts = ([(1.0, {"model": self.model, "head": self.head, "objective": self.objective})] if scale == 1.0 else
+                 [(scale, {"model": self.model}), (1.0, {"head": self.head, "objective": self.objective})])
+        groups = []
+        for lr_scale, modules in parts:
+            decay, no_decay = split_weight_decay({k: m for k, m in modules.items() if m is not None})
+            groups += [{"params": decay, "weight_decay": opt["weight_decay"], "lr": opt["lr"] * lr_scale},
+                       {"params": no_decay, "weight_decay": 0.0, "lr": opt["lr"] * lr_scale}]
+        if warmup_epochs and self._trainer is not None:
+            for p in backbone:
+                p.requires_grad_(self.current_epoch >= warmup_epochs)
+        optimizer = torch.optim.SGD([g for g in groups if g["params"]], lr=opt["lr"], momentum=opt["momentum"],
+                                    nesterov=opt.get("nesterov", False))
         steps_per_epoch = self._steps_per_epoch()
         warmup_steps = int(round(float(opt.get("warmup_epochs", 0.0)) * steps_per_epoch))
         milestones, gamma = list(opt["milestones"]), float(opt["gamma"])

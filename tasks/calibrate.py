@@ -1,6 +1,6 @@
 """task=calibrate: decision thresholds at target FARs for each 1:1 protocol of the configured validation, with
 subject-bootstrap intervals, a held-out check, the feature norm's error-versus-discard curve and, with
-`ensemble=...`, the score-level fusion of several models (docs/evaluation.md section 8).
+`ensemble=...`, the score-level fusion of several models (docs/evaluation.md section 10).
 
     python main.py task=calibrate checkpoint=PATH [backbone=...] [validation=synthetic] [evaluate.embeddings_cache=F]
     python main.py task=calibrate ensemble=demo_pair ensemble.members.0.checkpoint=A ensemble.members.1.checkpoint=B

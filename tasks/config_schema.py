@@ -71,6 +71,7 @@ class DataConf:
     rec: str | None = None  # path of train.rec (train.idx beside it)
     num_classes: int | None = None  # facts checked against the .rec at start (null = take from the file)
     num_images: int | None = None
+    pack_folders: bool = False  # data.root holds <identity>/<image> folders: packed into the cache on first use
     swap_rb: bool = False  # for .rec files whose JPEGs were stored with R/B swapped (QGFace is_origin=False)
     batch_size: int = 128  # per process
     val_batch_size: int = 256
@@ -127,6 +128,7 @@ class TopLevelConf:
     seed: int = 42
     ckpt_path: str | None = None
     checkpoint: str | None = None
+    init_from: str | None = None
     compile: bool = False
     channels_last: bool = True
     print_config: bool = False
@@ -223,6 +225,11 @@ def _range_rules(cfg: DictConfig) -> list[tuple[str, object, bool, str]]:
         for i, member in enumerate(ensemble.get("members") or []):
             rules.append((f"ensemble.members[{i}]", dict(member), bool(member.get("checkpoint")),
                           "{name, checkpoint, backbone, embeddings_cache} with a checkpoint"))
+    rules += _folder_set_rules(cfg)
+    data = cfg.get("data")
+    if data is not None and data.get("pack_folders"):
+        rules.append(("data.root", data.get("root"), data.get("root") is not None,
+                      "set for data=folders: the folder of <identity>/<image> aligned crops"))
     trainer = cfg.get("trainer")
     if trainer is not None and trainer.get("max_epochs") is not None:
         epochs, steps = trainer.max_epochs, trainer.get("max_steps", -1)
@@ -231,9 +238,49 @@ def _range_rules(cfg: DictConfig) -> list[tuple[str, object, bool, str]]:
     return rules
 
 
+def _folder_set_rules(cfg: DictConfig) -> list[tuple[str, object, bool, str]]:
+    """Enabled sets of kind `folders` (docs/evaluation.md section 8): their options, before any image is read."""
+    from dataset.synthetic.quality import DEGRADATIONS
+
+    validation = cfg.get("validation")
+    if validation is None or not validation.get("sets"):
+        return []
+    rules = []
+    for name in validation.sets:
+        spec = (validation.get("protocols") or {}).get(name)
+        if spec is None or spec.get("kind") != "folders":
+            continue
+        key = f"validation.protocols.{name}"
+        path = spec.get("path")
+        rules.append(("validation.root", validation.root, validation.root is not None
+                      or (path is not None and str(path).startswith("/")),
+                      f"set for the folder set {name!r}: the folder of <identity>/<image> aligned crops"))
+        levels = list(spec.get("levels") or [])
+        rules.append((f"{key}.levels", levels, all(level in DEGRADATIONS for level in levels),
+                      f"names of degradation levels: {', '.join(DEGRADATIONS)}"))
+        rules.append((f"{key}.degrade", spec.get("degrade"), spec.get("degrade") in ("second", "both"),
+                      "second or both"))
+        rules.append((f"{key}.impostor_ratio", spec.get("impostor_ratio"), (spec.get("impostor_ratio") or 0) > 0,
+                      "> 0"))
+        rules.append((f"{key}.genuine_per_identity", spec.get("genuine_per_identity"),
+                      (spec.get("genuine_per_identity") or 0) >= 1, ">= 1"))
+        rules.append((f"{key}.folds", spec.get("folds"), (spec.get("folds") or 0) >= 2, ">= 2"))
+    return rules
+
+
 def check_ranges(cfg: DictConfig) -> None:
     """Out-of-range values fail here, before any data is read, naming every offending key."""
     bad = [f"{key}={value!r} (must be {must})" for key, value, ok, must in _range_rules(cfg) if not ok]
+    if cfg.get("finetune") is not None:
+        from models.finetune import options
+
+        try:
+            options(OmegaConf.to_container(cfg.finetune, resolve=True))
+        except ValueError as err:
+            bad.append(str(err))
+        if cfg.finetune.get("require_init_from") and cfg.get("task", "train") == "train" and not cfg.get("init_from"):
+            bad.append("init_from=None (experiment=finetune needs init_from=<pretrained file>: a fine-tuning run "
+                       "never starts from random weights)")
     if bad:
         raise ValueError("invalid config value" + ("s" if len(bad) > 1 else "") + ": " + "; ".join(bad))
 

@@ -5,7 +5,8 @@ or an InsightFace `.pth` (models.load_pretrained), or an exported `.onnx` file (
 ignored). A checkpoint runs `Trainer.validate` with the training module, so it shares the flip-embedding / gather /
 de-duplication code (and DDP) with training; an ONNX file is embedded by onnxruntime (`inference.sets`). With
 `evaluate.embeddings_cache=FILE.npz` the per-set embeddings are saved, and a later run re-scores them without
-re-embedding. Writes metrics.json, metrics.md and, for IJB sets when the suite can provide the ROC, roc_<set>.png.
+re-embedding. Writes metrics.json, metrics.md and, for IJB sets when the suite can provide the ROC, roc_<set>.png;
+folder sets (validation=folders) add their pair list, report and pictures (docs/evaluation.md section 9).
 """
 
 import logging
@@ -18,7 +19,7 @@ from omegaconf import DictConfig
 from common import atomic
 from dataset.datamodule import FaceDataModule
 from tasks.run_info import write_metrics, write_run_info
-from tasks.train import build_module, build_suite, trainer_kwargs
+from tasks.train import build_module, build_suite, trainer_kwargs, warn_overlap
 from validation.report import metrics_markdown, save_roc_png
 
 log = logging.getLogger(__name__)
@@ -71,13 +72,14 @@ def score_cached(suite, per_set: dict[str, dict[str, np.ndarray]]) -> dict[str, 
 
 
 def write_roc_curves(suite, out_dir: Path) -> list[Path]:
-    """`roc_<set>.png` per set whose protocol drew ROC curves (IJB)."""
+    """`roc_<set>.png` per IJB set whose protocol drew ROC curves (folder sets draw their own, see artifacts)."""
     return [save_roc_png({name: curve}, out_dir / f"roc_{name}.png", title=f"{name} 1:1 ROC")
-            for name, curve in suite.curves().items()]
+            for name, curve in suite.curves().items() if " " not in name]
 
 
 def run_evaluate(cfg: DictConfig) -> dict[str, float]:
     suite = build_suite(cfg)
+    warn_overlap(cfg, suite)
     if suite is None:
         raise ValueError("task=evaluate: validation.sets is empty; choose validation=synthetic|hq|real or set it")
     out_dir = Path(cfg.paths.output_dir)
@@ -97,6 +99,8 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
         atomic.write_text(out_dir / "metrics.md", metrics_markdown(metrics))
         if cfg.evaluate.roc_png:
             write_roc_curves(suite, out_dir)
+        suite.write_artifacts(out_dir)  # folder sets: pair list, report with null FARs, ROC / DET / histograms
+        described = suite.describe()
         print(f"\nevaluation of {cfg.checkpoint or cache} ({cfg.backbone.name}):\n{suite.summary(metrics)}\n"
-              f"written to {out_dir}")
+              + (f"{described}\n" if described else "") + f"written to {out_dir}")
     return metrics

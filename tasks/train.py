@@ -129,6 +129,23 @@ def build_suite(cfg: DictConfig) -> ValidationSuite | None:
     return ValidationSuite.from_config(cfg.validation, resolve_validation_root(cfg.validation, cfg.paths.cache_dir))
 
 
+def warn_overlap(cfg: DictConfig, suite) -> list[str]:
+    """Warn when the training folders (data=folders) and an evaluation folder set share identities or images."""
+    if suite is None or not cfg.data.get("pack_folders") or cfg.data.root is None:
+        return []
+    from validation.protocols.folders import FoldersProtocol, overlap
+
+    problems = []
+    for protocol in suite.protocols:
+        if isinstance(protocol, FoldersProtocol):
+            for problem in overlap(cfg.data.root, protocol.path):
+                message = (f"data.root={cfg.data.root} and validation set {protocol.name!r} ({protocol.path}) are not "
+                           f"disjoint: {problem}; evaluation identities must not be trained on")
+                log.warning(message)
+                problems.append(message)
+    return problems
+
+
 def build_module(cfg: DictConfig, num_classes: int | None) -> FaceRecognitionModule:
     """The LightningModule from its own nodes (backbone, head, objective, optim) and the run scalars it needs;
     num_classes None = evaluation only."""
@@ -136,7 +153,45 @@ def build_module(cfg: DictConfig, num_classes: int | None) -> FaceRecognitionMod
     training = {"head": c["head"], "objective": c["objective"], "optim": c["optim"]} if num_classes else {}
     return FaceRecognitionModule(c["backbone"], **training, num_classes=num_classes, views=c["augmentation"]["views"],
                                  channels_last=c["channels_last"], compile=c["compile"], seed=c["seed"],
-                                 nonfinite_loss=c.get("nonfinite_loss", "stop"))
+                                 nonfinite_loss=c.get("nonfinite_loss", "stop"),
+                                 finetune=c.get("finetune") if num_classes else None)
+
+
+def load_init(cfg: DictConfig, resuming: bool) -> dict | None:
+    """The backbone state of `init_from` (every format `models.load_pretrained` reads, strictly), read into a
+    backbone of `cfg.backbone` before any data is read, so a wrong file fails first. None without init_from, or
+    when resuming: a checkpoint of the run dir wins over init_from (logged)."""
+    source = cfg.get("init_from")
+    if not source:
+        return None
+    if resuming:
+        log.info("init_from=%s ignored: resuming this run from its own checkpoint", source)
+        return None
+    from models import build_backbone_from_node, load_pretrained
+    from models.checkpoint import CheckpointError
+
+    if not Path(source).is_file():
+        raise FileNotFoundError(f"init_from={source}: no such file")
+    backbone = build_backbone_from_node(OmegaConf.to_container(cfg.backbone, resolve=True))
+    try:
+        load_pretrained(backbone, source)
+    except CheckpointError as err:
+        raise CheckpointError(f"init_from={source}: {err}") from None
+    except Exception as err:  # not a checkpoint at all: name the key and the file
+        raise CheckpointError(f"init_from={source}: not a checkpoint models.load_pretrained can read "
+                              f"({type(err).__name__}: {err})") from None
+    log.info("init_from=%s: pretrained %s backbone loaded (new head, step 0)", source, cfg.backbone.name)
+    return backbone.state_dict()
+
+
+def apply_init(cfg: DictConfig, module: FaceRecognitionModule, state: dict, training) -> None:
+    """Pretrained weights into the module's backbone, then the head's class centres (weight imprinting or random)."""
+    module.model.load_state_dict(state)
+    if module.finetune["head_init"] == "imprint":
+        from models.finetune import imprint_head
+
+        imprint_head(module.model, module.head, training.dataset, int(module.finetune["imprint_batch_size"]),
+                     channels_last=module.channels_last)
 
 
 def _already_finished(out_dir: Path, checkpoint_metrics: dict, step: int, trainer) -> dict[str, float]:
@@ -171,10 +226,14 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=False)  # training order and augmentations: dataset.sampling
     ckpt_path = resolve_ckpt_path(cfg)
     resume_step = checkpoint_step(ckpt_path)
+    init_state = load_init(cfg, resuming=ckpt_path is not None)
     training = resolve_training_data(cfg.data, cfg.paths.cache_dir)
     suite = build_suite(cfg)
+    warn_overlap(cfg, suite)
 
     module = build_module(cfg, training.num_classes)
+    if init_state is not None:
+        apply_init(cfg, module, init_state, training)
     module.attach_suite(suite)
     datamodule = FaceDataModule(cfg.data, cfg.augmentation, training, suite.datasets() if suite is not None else (),
                                 seed=cfg.seed)
@@ -209,4 +268,6 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
         print(f"run dir: {out_dir}\nmetrics: {path}  (train {metrics['train/wall_s']:.0f} s, "
               f"{trainer.global_step} steps)")
         atomic.write_text(out_dir / "metrics.md", metrics_markdown(metrics))
+        if suite is not None and module.last_val_metrics:
+            suite.write_artifacts(out_dir)
     return metrics

@@ -76,7 +76,10 @@ def test_data_options_compose(compose, tmp_path, monkeypatch, name):
     monkeypatch.setenv("FACE_DATA_ROOT", str(tmp_path / "faces"))
     data = compose(f"data={name}").data
     assert data.batch_size > 0
-    if data.synthetic is None:  # real data: root from FACE_DATA_ROOT, facts beside it
+    if data.pack_folders:  # your own folders: data.root is the user's, required
+        with pytest.raises(ValueError, match="data.root"):
+            validate_config(compose(f"data={name}"))
+    elif data.synthetic is None:  # real data: root from FACE_DATA_ROOT, facts beside it
         assert data.rec.startswith(str(tmp_path / "faces")) and data.num_classes > 0
 
 
@@ -95,9 +98,9 @@ def test_missing_real_dataset_says_what_and_how(compose, tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", options("validation"))
 def test_validation_options_compose(compose, name):
     val = compose(f"validation={name}").validation
-    known = {"lfw", "cfp_fp", "agedb_30", "calfw", "cplfw", "tinyface", "scface", "ijbb", "ijbc"}
+    known = {"lfw", "cfp_fp", "agedb_30", "calfw", "cplfw", "tinyface", "scface", "ijbb", "ijbc", "folders"}
     assert val.sets and set(val.sets) <= known
-    assert val.monitor in ("val/hq_avg", "val/all_avg")
+    assert val.monitor in ("val/hq_avg", "val/all_avg", "folders/clean/acc")
 
 
 @pytest.mark.parametrize("name", options("trainer"))
@@ -133,7 +136,7 @@ def test_loggers_instantiate_or_skip_when_optional_package_missing(compose, tmp_
 @pytest.mark.parametrize("group", ["optim", "paths", "hydra", "debug", "experiment"])
 def test_other_groups_compose(compose, group):
     for name in options(group):
-        cfg = compose(f"{group}={name}")
+        cfg = compose(f"{group}={name}", *(["init_from=x.ckpt"] if name == "finetune" else []))
         validate_config(cfg)
         assert cfg.optim.lr > 0
 

@@ -131,3 +131,29 @@ def test_validation_suite_on_tiny_sets(tmp_path):
         suite.compute(1, sc[:4], np.ones((4, 1)))
     with pytest.raises(FileNotFoundError, match="ijbb"):
         ValidationSuite(["ijbb"], tmp_path)
+
+
+def _run_dir(path, overrides, metrics):
+    (path / ".hydra").mkdir(parents=True)
+    (path / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    return path
+
+
+def test_evaluation_run_dirs_make_a_before_after_table_by_checkpoint(tmp_path, capsys):
+    """Two task=evaluate run dirs on the folder protocol: one row per checkpoint, levels x F1 / acc / TAR@FAR (the
+    lowest FAR both runs resolve)."""
+    common = ["task=evaluate", "validation=folders", "validation.root=eval/"]
+    before = {"folders/clean/f1": 88.6, "folders/clean/acc": 89.0, "folders/clean/tar_far_1e-1": 70.0,
+              "folders/clean/tar_far_1e-2": 40.0, "folders/blur/f1": 85.3, "folders/blur/acc": 86.0,
+              "folders/blur/tar_far_1e-1": 60.0, "folders/blur/tar_far_1e-2": 30.0}
+    after = {k: v + 1.0 for k, v in before.items() if not k.endswith("1e-2")}  # 1e-2 unresolved here
+    a = _run_dir(tmp_path / "eval_before", common + ["checkpoint=released.ckpt"], before)
+    b = _run_dir(tmp_path / "eval_after", common + ["checkpoint=ft/last.ckpt"], after)
+    assert summarize.main([str(a), str(b), "--out", str(tmp_path)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert lines[0] == ("| setting | seeds | clean F1 | clean acc | clean TAR@1e-1 | blur F1 | blur acc | "
+                        "blur TAR@1e-1 |")
+    assert lines[1] == "| released.ckpt | 1 | 88.60 | 89.00 | 70.00 | 85.30 | 86.00 | 60.00 |"
+    assert lines[2] == "| ft/last.ckpt | 1 | 89.60 | 90.00 | 71.00 | 86.30 | 87.00 | 61.00 |"
+    assert (tmp_path / "summary.png").is_file()

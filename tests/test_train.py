@@ -127,3 +127,17 @@ def test_smoke_end_to_end(tmp_path):
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert any(k.startswith("model.") for k in ckpt["state_dict"]) and "head.kernel" in ckpt["state_dict"]
     assert list((run / "checkpoints").glob("best-*.ckpt"))
+
+
+@pytest.mark.slow
+def test_resume_from_an_end_of_epoch_checkpoint_with_loader_workers(tmp_path):
+    """A finished one-epoch run extended to two epochs (ckpt_path=auto) with a loader worker trains the second epoch
+    exactly as an uninterrupted run does (the sampler starts the next epoch, not the finished one)."""
+    from tasks.train import run_train
+
+    run_train(tiny_cfg(tmp_path, "r", "run_name=r", "ckpt_path=auto", "trainer.max_epochs=1", "data.num_workers=1"))
+    resumed = run_train(tiny_cfg(tmp_path, "r", "run_name=r", "ckpt_path=auto", "trainer.max_epochs=2",
+                                 "data.num_workers=1"))
+    whole = run_train(tiny_cfg(tmp_path, "w", "run_name=w", "trainer.max_epochs=2", "data.num_workers=1"))
+    assert resumed["train/global_step"] == whole["train/global_step"] == 6
+    assert resumed["train/loss"] == pytest.approx(whole["train/loss"], rel=1e-6)

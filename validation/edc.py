@@ -1,4 +1,4 @@
-"""Error-versus-discard characteristic (EDC, ISO/IEC 29794-1; docs/evaluation.md section 8).
+"""Error-versus-discard characteristic (EDC, ISO/IEC 29794-1; docs/evaluation.md section 10).
 
 Genuine comparisons are ordered by comparison quality (the lower of the two sides' qualities: the feature norm of
 an image, the mean norm of a template's images); the FNMR at a fixed decision threshold is recomputed as the

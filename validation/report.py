@@ -65,42 +65,42 @@ def headline_table(metrics: dict, columns: list[tuple[str, str]]) -> str:
     return markdown_table([t for _, t in cols], [[float(metrics[k]) for k, _ in cols]]).rstrip("\n")
 
 
-def save_roc_png(curves: dict, path, title: str = "1:1 verification ROC", fars=ROC_FARS) -> Path:
-    """Plot ROC curves {label: (fpr, tpr)} on a log FAR axis into a PNG (matplotlib Agg, no display needed)."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    for label, (fpr, tpr) in curves.items():
-        ax.plot(np.clip(fpr, min(fars) / 10, 1.0), np.asarray(tpr) * 100, label=label)
-    ax.set(xscale="log", xlim=(min(fars), 1.0), ylim=(0, 100), xlabel="FAR", ylabel="TAR (%)", title=title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right")
+    return plt
+
+
+def _save(fig, path) -> Path:
+    """Write a matplotlib figure atomically as PNG and close it."""
     path = Path(path)
     with atomic.atomic_write(path) as f:
         fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    _pyplot().close(fig)
     return path
 
 
 def _plot(path, draw) -> Path:
-    """A matplotlib (Agg) figure drawn by `draw(ax)`, written atomically as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    """A one-panel figure drawn by `draw(ax)`, with grid and legend, written as PNG."""
+    fig, ax = _pyplot().subplots(figsize=(5.5, 4.5))
     draw(ax)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="best", fontsize=8)
-    path = Path(path)
-    with atomic.atomic_write(path) as f:
-        fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(fig, path)
+
+
+def save_roc_png(curves: dict, path, title: str = "1:1 verification ROC", fars=ROC_FARS) -> Path:
+    """Plot ROC curves {label: (fpr, tpr)} on a log FAR axis into a PNG (matplotlib Agg, no display needed)."""
+
+    def draw(ax):
+        for label, (fpr, tpr) in curves.items():
+            ax.plot(np.clip(fpr, min(fars) / 10, 1.0), np.asarray(tpr) * 100, label=label)
+        ax.set(xscale="log", xlim=(min(fars), 1.0), ylim=(0, 100), xlabel="FAR", ylabel="TAR (%)", title=title)
+
+    return _plot(path, draw)
 
 
 def det_points(scores: np.ndarray, labels: np.ndarray, points: int = 400) -> tuple[np.ndarray, np.ndarray]:
@@ -171,3 +171,20 @@ def calibration_table(systems: dict[str, dict]) -> str:
 def far_label(far: float) -> str:
     mantissa, exp = f"{far:.0e}".split("e")
     return f"{mantissa}e{int(exp)}"
+
+
+def save_score_histograms_png(histograms: dict, path, title: str = "scores") -> Path:
+    """One panel per label {label: (genuine scores, impostor scores, threshold or None)}, threshold as a line."""
+    plt = _pyplot()
+    n = max(1, len(histograms))
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.0), squeeze=False)
+    for ax, (label, (genuine, impostor, threshold)) in zip(axes[0], histograms.items()):
+        bins = np.linspace(-1, 1, 81)
+        ax.hist(impostor, bins=bins, alpha=0.6, density=True, label=f"impostor ({len(impostor)})")
+        ax.hist(genuine, bins=bins, alpha=0.6, density=True, label=f"genuine ({len(genuine)})")
+        if threshold is not None and np.isfinite(threshold):
+            ax.axvline(threshold, color="k", linestyle="--", linewidth=1, label=f"threshold {threshold:.2f}")
+        ax.set(title=label, xlabel="cosine similarity")
+        ax.legend(fontsize="x-small")
+    fig.suptitle(title)
+    return _save(fig, path)

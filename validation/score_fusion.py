@@ -1,4 +1,4 @@
-"""Score-level fusion of several models on the same pairs (docs/evaluation.md section 8).
+"""Score-level fusion of several models on the same pairs (docs/evaluation.md section 10).
 
 Each member's scores are z-normalised with the mean and standard deviation of its impostor scores on the
 calibration half only; the fused score is the weighted sum of the z-scores, given weights or weights fitted by

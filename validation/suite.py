@@ -134,6 +134,14 @@ class ValidationSuite:
             out.update(p.curves())
         return out
 
+    def describe(self) -> str:
+        """What each set measured, one line per set that says something (pair counts, ratios)."""
+        return "\n".join(line for p in self.protocols if (line := p.describe()))
+
+    def write_artifacts(self, out_dir) -> list[Path]:
+        """Every set's files of the last computation (pair lists, reports, pictures) into `out_dir`."""
+        return [path for p in self.protocols for path in p.artifacts(out_dir)]
+
     def roc(self, name: str):
         return self.curves().get(name)
 

@@ -1,5 +1,10 @@
 """Summarise Hydra multirun sweeps: `python -m validation.summarize <sweep dir> [<sweep dir> ...] [--reference A,B]`.
 
+A run dir (one with its own metrics.json, e.g. a `task=evaluate` run) is taken as a sweep of one job, so evaluation
+runs of several checkpoints make a before/after table: rows are labelled by the override that differs (the
+checkpoint), and when the runs hold folder-protocol metrics (docs/evaluation.md section 9) the columns are each level
+(clean, then the degraded ones) x F1 / accuracy / TAR at the lowest FAR every run resolves.
+
 Reads `<sweep>/<job_num>/metrics.json` (a flat dict metric -> value) and `<job>/.hydra/overrides.yaml` of every job of
 every sweep given, groups runs that differ only in `seed=` (validation.seeds: seeds may run as separate sweeps), and
 prints the README-style table (setting, number of seeds, SCface d1/d2/d3, TinyFace rank-1, IJB-B TAR@1e-4, HQ avg,
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -54,7 +60,10 @@ def read_metrics(job_dir: Path) -> tuple[dict | None, str]:
 
 
 def find_jobs(sweep: Path) -> list[Path]:
-    """Job folders of a multirun: numbered sub-folders (or any with a .hydra folder), in job order."""
+    """Job folders of a multirun: numbered sub-folders (or any with a .hydra folder), in job order; a run dir with
+    its own metrics.json is its one job."""
+    if (sweep / "metrics.json").is_file():
+        return [sweep]
     jobs = [p for p in sweep.iterdir() if p.is_dir() and (p.name.isdigit() or (p / ".hydra").is_dir())]
     return sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
 
@@ -73,6 +82,20 @@ def setting_labels(overrides: list[tuple[str, ...]], names: list[str]) -> list[s
     return labels
 
 
+def _with_checkpoint(run_dir: Path, overrides: list[str]) -> list[str]:
+    """The overrides plus `checkpoint=<path>` from the run's config_resolved.yaml when the command line did not name
+    it (runs started from Python, not main.py)."""
+    if any(o.split("=", 1)[0].lstrip("+") == "checkpoint" for o in overrides):
+        return overrides
+    path = run_dir / "config_resolved.yaml"
+    if not path.is_file():
+        return overrides
+    import yaml
+
+    checkpoint = (yaml.safe_load(path.read_text()) or {}).get("checkpoint")
+    return overrides + [f"checkpoint={checkpoint}"] if checkpoint else overrides
+
+
 def collect_runs(sweeps) -> list[dict]:
     """Every job of every sweep dir: name, overrides, metrics (None when failed) and why it failed."""
     runs = []
@@ -84,8 +107,11 @@ def collect_runs(sweeps) -> list[dict]:
             raise FileNotFoundError(f"{sweep}: no job folders (expected <sweep>/<job_num>/metrics.json)")
         for job in jobs:
             metrics, reason = read_metrics(job)
-            name = job.name if len(sweeps) == 1 else f"{sweep.name}/{job.name}"
-            runs.append({"name": name, "overrides": read_overrides(job), "metrics": metrics, "reason": reason})
+            name = job.name if len(sweeps) == 1 or job == sweep else f"{sweep.name}/{job.name}"
+            overrides = read_overrides(job)
+            if job == sweep:  # a single run dir: its rows are labelled by the checkpoint it evaluated
+                overrides = _with_checkpoint(job, overrides)
+            runs.append({"name": name, "overrides": overrides, "metrics": metrics, "reason": reason})
     return runs
 
 
@@ -113,19 +139,47 @@ def _reference_label(ref: str, labels: list[str]) -> str:
     return matches[0]
 
 
+_FOLDER_KEY = re.compile(r"^(?P<set>[^/]+)/(?P<level>[^/]+)/(?P<metric>acc|f1|tar_far_(?P<far>1e-\d+))$")
+
+
+def folder_columns(runs: list[dict]) -> list[tuple[str, str]]:
+    """Columns of folder-protocol evaluations: per level (clean first) F1, accuracy and TAR at the lowest FAR that
+    every run with results resolves; [] when no run holds folder metrics."""
+    done = [r["metrics"] for r in runs if r["metrics"]]
+    found = [m for metrics in done for k in metrics if (m := _FOLDER_KEY.match(k))]
+    if not found:
+        return []
+    sets = sorted({m["set"] for m in found})
+    levels = sorted({(m["set"], m["level"]) for m in found}, key=lambda x: (sets.index(x[0]), x[1] != "clean", x[1]))
+    columns = []
+    for set_name, level in levels:
+        prefix = f"{set_name}/{level}"
+        title = level if len(sets) == 1 else f"{set_name} {level}"
+        columns += [(f"{prefix}/f1", f"{title} F1"), (f"{prefix}/acc", f"{title} acc")]
+        fars = sorted({m["far"] for m in found if m["set"] == set_name and m["level"] == level and m["far"]},
+                      key=lambda f: float(f))
+        common = [f for f in fars if all(f"{prefix}/tar_far_{f}" in metrics for metrics in done)]
+        if common:
+            columns.append((f"{prefix}/tar_far_{common[0]}", f"{title} TAR@{common[0]}"))
+    return columns
+
+
 def summarize(sweeps, reference: list[str] | None = None) -> tuple[str, list[dict]]:
     """-> (markdown text, one record per setting: setting label, seeds, means, sds, failed runs)."""
     sweeps = [sweeps] if isinstance(sweeps, (str, Path)) else list(sweeps)
-    settings: list[Setting] = group_runs(collect_runs(sweeps))
+    runs = collect_runs(sweeps)
+    columns = folder_columns(runs) or COLUMNS
+    settings: list[Setting] = group_runs(runs)
     labels = setting_labels([st.overrides for st in settings], [str(i) for i in range(len(settings))])
     records, rows = [], []
     for setting, label in zip(settings, labels):
-        stats = [mean_sd(setting.values(k)) for k, _ in COLUMNS]
+        stats = [mean_sd(setting.values(k)) for k, _ in columns]
         records.append({"setting": label, "seeds": sorted(setting.runs), "means": [m for m, _ in stats],
-                        "sds": [sd for _, sd in stats], "failed": setting.failed, "group": setting})
+                        "sds": [sd for _, sd in stats], "failed": setting.failed, "group": setting,
+                        "columns": columns})
         name = label if setting.runs else f"{label} (failed)"
         rows.append([name, len(setting.runs)] + [_cell(m, sd) for m, sd in stats])
-    text = markdown_table(["setting", "seeds"] + [title for _, title in COLUMNS], rows)
+    text = markdown_table(["setting", "seeds"] + [title for _, title in columns], rows)
     if any(len(r["seeds"]) > 1 for r in records):
         text += "\nmean ± sample standard deviation (ddof 1) over the seeds of each setting\n"
     by_label = {r["setting"]: r["group"] for r in records}
@@ -135,11 +189,11 @@ def summarize(sweeps, reference: list[str] | None = None) -> tuple[str, list[dic
         for r in records:
             if r["setting"] == ref:
                 continue
-            diffs = [paired_difference(r["group"], by_label[ref], k) for k, _ in COLUMNS]
+            diffs = [paired_difference(r["group"], by_label[ref], k) for k, _ in columns]
             diff_rows.append([r["setting"], diffs[0].n] + [_difference_cell(d) for d in diffs])
         text += (f"\nPaired difference vs {ref} (mean over the seeds both completed, 95 % Student-t interval; "
                  "* = the interval excludes 0):\n\n")
-        text += markdown_table(["setting", "seeds"] + [title for _, title in COLUMNS], diff_rows)
+        text += markdown_table(["setting", "seeds"] + [title for _, title in columns], diff_rows)
     failed = [(name, why, r["setting"]) for r in records for name, why in r["failed"]]
     if failed:
         text += "\nFailed jobs: " + "; ".join(f"{name} ({label}): {why}" for name, why, label in failed) + "\n"
@@ -157,15 +211,16 @@ def save_bar_chart(records: list[dict], path) -> Path | None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    x = np.arange(len(COLUMNS))
+    columns = done[0].get("columns", COLUMNS)
+    x = np.arange(len(columns))
     width = 0.8 / len(done)
-    fig, ax = plt.subplots(figsize=(max(7.0, 1.3 * len(COLUMNS) + 0.3 * len(done)), 4.5))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.3 * len(columns) + 0.3 * len(done)), 4.5))
     for i, r in enumerate(done):
         values = [np.nan if m is None else m for m in r["means"]]
         errors = [0.0 if sd is None else sd for sd in r["sds"]]
         label = r["setting"] + (f" (n={len(r['seeds'])})" if len(r["seeds"]) > 1 else "")
         ax.bar(x - 0.4 + width * (i + 0.5), values, width, yerr=errors, capsize=2, label=label)
-    ax.set_xticks(x, [title for _, title in COLUMNS], rotation=20, ha="right")
+    ax.set_xticks(x, [title for _, title in columns], rotation=20, ha="right")
     ax.set(ylabel="%", ylim=(0, 100), title="sweep summary (mean ± sd over seeds)")
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize="small", ncol=min(3, len(done)))
@@ -177,7 +232,8 @@ def save_bar_chart(records: list[dict], path) -> Path | None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m validation.summarize", description=__doc__.splitlines()[0])
-    parser.add_argument("sweeps", nargs="+", help="Hydra multirun directories holding <job_num>/metrics.json")
+    parser.add_argument("sweeps", nargs="+", help="Hydra multirun directories holding <job_num>/metrics.json, or run "
+                                                  "dirs (e.g. task=evaluate runs) holding metrics.json")
     parser.add_argument("--reference", default=None, help="comma-separated settings to compare every setting with")
     parser.add_argument("--out", default=None, help="folder for summary.md/.png (default: the first sweep dir)")
     args = parser.parse_args(argv)

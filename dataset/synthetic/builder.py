@@ -43,7 +43,7 @@ from dataset.synthetic.render import TAG_SAMPLE, _rng, identity_params, mugshot,
 GENERATOR_VERSION = 2
 BIN_SETS = ("lfw", "cfp_fp", "agedb_30", "calfw", "cplfw")
 SET_CODES = {"train": 0, "lfw": 1, "cfp_fp": 2, "agedb_30": 3, "calfw": 4, "cplfw": 5, "tinyface": 6, "scface": 7,
-             "ijbb": 8}
+             "ijbb": 8, "photos": 9}  # photos: the identity-folder presets of dataset.synthetic.photos
 SCFACE_CAMERAS = 5
 SCFACE_LEVELS = {1: "low", 2: "mid", 3: "high"}  # d1 = 4.2 m = worst
 TINYFACE_SPLIT_DIRS = {"probe": "Probe", "gallery_match": "Gallery_Match", "gallery_distractor": "Gallery_Distractor"}
@@ -432,7 +432,12 @@ def default_workers() -> int:
 
 
 def build(out_dir, preset: str = "demo", seed: int = 0, workers: int | None = None, verbose: bool = False) -> Path:
-    """Build (or reuse) the benchmark; returns ``<out_dir>/<preset>-v<GENERATOR_VERSION>-s<seed>``."""
+    """Build (or reuse) the benchmark; returns ``<out_dir>/<preset>-v<GENERATOR_VERSION>-s<seed>``. The photo presets
+    (identity folders + landmark file, ``dataset.synthetic.photos``) are built by their own module."""
+    from dataset.synthetic.photos import PHOTO_PRESETS, build_photos
+
+    if preset in PHOTO_PRESETS:
+        return build_photos(out_dir, preset, seed, workers)
     if preset not in PRESETS:
         raise ValueError(f"unknown synthetic preset {preset!r}; choose one of {sorted(PRESETS)}")
     pre = PRESETS[preset]
@@ -517,7 +522,10 @@ def save_samples(out_dir, seed: int = 0) -> list[Path]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dataset.synthetic", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="data/synthetic", help="cache root (default: data/synthetic)")
-    parser.add_argument("--preset", default="demo", choices=sorted(PRESETS))
+    from dataset.synthetic.photos import PHOTO_PRESETS
+
+    parser.add_argument("--preset", default="demo", choices=sorted(PRESETS) + sorted(PHOTO_PRESETS),
+                        help="benchmark presets, or photos / photos_tiny: identity folders of loose crops + landmarks")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=None, help="render processes (default: min(2, cores))")
     parser.add_argument("--samples", default=None, metavar="DIR", help="only write the README sample images to DIR")

@@ -1,5 +1,9 @@
 """Image-quality degradations and capture for the synthetic benchmark: loose-crop placement, blur, downscale to a
-face size of 8-32 px, sensor noise and JPEG; plus re-alignment of a captured loose crop with ``alignment.align``."""
+face size of 8-32 px, sensor noise and JPEG; plus re-alignment of a captured loose crop with ``alignment.align``.
+
+The three primitives (``gaussian_blur``, ``downscale``, ``jpeg_roundtrip``) are the one place degradations are made:
+the capture of the synthetic benchmark and the named ``DEGRADATIONS`` of the folder evaluation protocol
+(docs/evaluation.md section 8) both use them."""
 
 from __future__ import annotations
 
@@ -21,6 +25,57 @@ LEVELS = {
     "tiny": {"px": (8, 24), "blur": (0.2, 1.0), "noise": (1.0, 6.0), "jpeg": (40, 80)},
 }
 _INTERPOLATIONS = (cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_NEAREST)
+
+
+# Named degradation levels of the folder evaluation protocol, applied to an aligned 112x112 crop in this order:
+# Gaussian blur (sigma in pixels of the crop), resolution (the face is brought down to `px` pixels across and back up),
+# JPEG quality. `clean` leaves the image untouched.
+DEGRADATIONS = {
+    "clean": {},
+    "blur": {"blur": 2.0},
+    "blur_strong": {"blur": 4.0},
+    "lowres": {"px": 20},
+    "lowres_tiny": {"px": 12},
+    "jpeg": {"jpeg": 15},
+    "jpeg_strong": {"jpeg": 5},
+    "mixed": {"blur": 1.0, "px": 20, "jpeg": 30},
+}
+
+
+def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    return cv2.GaussianBlur(img, (0, 0), sigma)
+
+
+def downscale(img: np.ndarray, factor: float, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
+    """``img`` resized by ``factor`` (at least 4 px a side)."""
+    h, w = img.shape[:2]
+    size = (max(4, int(round(w * factor))), max(4, int(round(h * factor))))
+    return cv2.resize(img, size, interpolation=interpolation)
+
+
+def jpeg_roundtrip(img: np.ndarray, quality: int) -> np.ndarray:
+    return decode_jpeg(encode_jpeg(img, quality))
+
+
+def check_degradation(name: str) -> dict:
+    """The spec of a named level; an unknown name raises, listing the known ones."""
+    if name not in DEGRADATIONS:
+        raise ValueError(f"unknown degradation level {name!r}; known levels: {', '.join(DEGRADATIONS)}")
+    return DEGRADATIONS[name]
+
+
+def degrade(img: np.ndarray, level: str) -> np.ndarray:
+    """An aligned crop at a named level (deterministic: same input, same output), same size as the input."""
+    spec = check_degradation(level)
+    out = img
+    if spec.get("blur"):
+        out = gaussian_blur(out, spec["blur"])
+    if spec.get("px"):
+        h, w = out.shape[:2]
+        out = cv2.resize(downscale(out, spec["px"] / 112.0), (w, h), interpolation=cv2.INTER_LINEAR)
+    if spec.get("jpeg"):
+        out = jpeg_roundtrip(out, spec["jpeg"])
+    return out
 
 
 def encode_jpeg(img: np.ndarray, quality: int) -> bytes:
@@ -61,11 +116,11 @@ def capture(img: np.ndarray, landmarks: np.ndarray, level: str, r: np.random.Gen
         if r.uniform() < 0.75:  # most cameras low-pass before sampling; the rest alias
             blur = math.hypot(blur, 0.45 / k)
         if blur > 0.05:
-            out = cv2.GaussianBlur(out, (0, 0), blur)
+            out = gaussian_blur(out, blur)
         h, w = out.shape[:2]
-        nw, nh = max(4, int(round(w * k))), max(4, int(round(h * k)))
         interp = _INTERPOLATIONS[int(r.choice(4, p=[0.35, 0.3, 0.25, 0.1]))]
-        out = cv2.resize(out, (nw, nh), interpolation=interp)
+        out = downscale(out, k, interp)
+        nh, nw = out.shape[:2]
         lm = (lm + 0.5) * np.array([nw / w, nh / h]) - 0.5
         face_px = px
     else:

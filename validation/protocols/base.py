@@ -88,6 +88,14 @@ class ValidationProtocol:
         identification-only set, skipped by calibration)."""
         return None
 
+    def describe(self) -> str:
+        """A line printed with the results (what was measured: pair counts, ratios); none by default."""
+        return ""
+
+    def artifacts(self, out_dir) -> list[Path]:
+        """Files of the last compute written beside the results (pair lists, pictures); none by default."""
+        return []
+
 
 def rgb_to_bgr(img: np.ndarray) -> np.ndarray:
     """Module-level (picklable for spawned DataLoader workers): RGB-stored images back to BGR."""
