@@ -179,3 +179,20 @@ def test_saved_pair_list_reads_back_as_user_pairs(tmp_path):
     built.artifacts(tmp_path / "run")
     again = _protocol(root, pairs=str(tmp_path / "run" / "pairs_mine.csv"))
     assert again.pairs.rows(root) == built.pairs.rows(root)
+
+
+def test_pair_scores_for_calibration_cover_every_level_with_folder_subjects(tmp_path):
+    protocol = _protocol(_folders(tmp_path / "eval", [4] * 6), levels=["clean", "blur"])
+    emb = _identity_embeddings(protocol, noise=0.2)
+    n_img = len(protocol.pairs.paths)
+    norms = np.concatenate([np.full((n_img, 1), 20.0), np.full((n_img, 1), 5.0)]).astype(np.float32)
+    emb = SetEmbeddings(emb.emb, norms)
+    pairs = protocol.pair_scores(emb, "pre_norm_add")
+    n = len(protocol.pairs)
+    assert len(pairs.scores) == 2 * n and pairs.labels.sum() == 2 * protocol.pairs.same.sum()
+    np.testing.assert_array_equal(pairs.subject_a[:n], protocol.image_identity[protocol.pairs.a])
+    # clean level: both sides clean (norm 20); blur level: the second side degraded (norm 5), the first clean
+    assert (pairs.quality_a == 20).all() and (pairs.quality_b[:n] == 20).all() and (pairs.quality_b[n:] == 5).all()
+    protocol.compute(emb, "pre_norm_add")
+    np.testing.assert_allclose(np.sort(pairs.scores[n:][pairs.labels[n:]]),
+                               np.sort(protocol._results["blur"]["genuine"]), rtol=1e-5, atol=1e-6)

@@ -115,16 +115,17 @@ def det_points(scores: np.ndarray, labels: np.ndarray, points: int = 400) -> tup
 
 def save_det_png(curves: dict, path, title: str = "DET", markers: dict | None = None) -> Path:
     """DET curves {label: (far, frr)} on log-log axes; `markers` {label: [(far, frr), ...]} marks the operating
-    points (e.g. the calibrated thresholds)."""
+    points (e.g. the calibrated thresholds). A rate of zero (perfect separation) is drawn on the axes' floor."""
+    far_floor, frr_floor = 1e-7, 1e-3  # FAR as a fraction, FRR in percent
 
     def draw(ax):
         for label, (far, frr) in curves.items():
-            ok = (np.asarray(far) > 0) & (np.asarray(frr) > 0)
-            line, = ax.plot(np.asarray(far)[ok], np.asarray(frr)[ok] * 100, label=label)
-            for x, y in (markers or {}).get(label, []):
-                if x and y:
-                    ax.plot(x, y * 100, "o", color=line.get_color(), ms=4)
-        ax.set(xscale="log", yscale="log", xlabel="FAR", ylabel="FRR (%)", title=title)
+            x = np.clip(np.asarray(far, float), far_floor, 1.0)
+            line, = ax.plot(x, np.clip(np.asarray(frr, float) * 100, frr_floor, 100), label=label)
+            for mx, my in (markers or {}).get(label, []):
+                if mx is not None and my is not None:
+                    ax.plot(max(mx, far_floor), max(my * 100, frr_floor), "o", color=line.get_color(), ms=4)
+        ax.set(xscale="log", yscale="log", xlabel="FAR", ylabel="FRR (%)", title=title, ylim=(frr_floor, 100))
 
     return _plot(path, draw)
 

@@ -125,6 +125,31 @@ class FoldersProtocol(ValidationProtocol):
                     metrics[f"{prefix}/tar_far_{far_key(far)}"] = 100.0 * entry["tar"]
         return metrics
 
+    def pair_scores(self, embeddings: SetEmbeddings, fusion: str):
+        """Every level's pairs together (clean and degraded copies: a mixed-quality set, where discarding by quality
+        can show what it is worth), subjects = identity folders, a side's quality = its fused feature norm."""
+        from validation.calibration import PairScores
+        from validation.fusion import fuse
+
+        unit, norm = fuse(embeddings.emb, embeddings.norm, embeddings.emb_flip, embeddings.norm_flip, fusion)
+        unit, norm = np.asarray(unit, np.float32), np.asarray(norm, np.float32).reshape(-1)
+        n, a, b = len(self.pairs.paths), self.pairs.a, self.pairs.b
+        parts = {k: [] for k in ("scores", "labels", "sa", "sb", "qa", "qb")}
+        for level in self.levels:
+            second = self.offset[level] + b
+            first = self.offset[level] + a if self.degrade == "both" else a
+            parts["scores"].append(np.einsum("ij,ij->i", unit[first], unit[second]))
+            parts["labels"].append(self.pairs.same)
+            parts["sa"].append(self.image_identity[a])
+            parts["sb"].append(self.image_identity[b])
+            parts["qa"].append(norm[first])
+            parts["qb"].append(norm[second])
+        assert unit.shape[0] == n * len(self.levels), "embeddings do not match the planned items"
+        cat = {k: np.concatenate(v) for k, v in parts.items()}
+        return PairScores(self.name, cat["scores"], cat["labels"], cat["sa"], cat["sb"], cat["qa"], cat["qb"],
+                          source=f"{self.path}: identity-folder pairs at levels {', '.join(self.levels)} "
+                                 f"(degraded: {self.degrade} image); subjects = identity folders")
+
     def headline(self):
         return [(f"{self.name}/{level}/{key}", f"{level} {title}") for level in self.levels
                 for key, title in (("acc", "acc"), ("f1", "F1"))]
