@@ -41,27 +41,32 @@ def _fake(world_size=1):
     return trainer, module
 
 
-def test_throughput_counts_images_after_warmup_and_the_gap_between_batches(tmp_path, monkeypatch):
-    clock = iter([0.0, 1.0, 2.0, 3.0, 3.5, 4.0, 4.0, 5.0, 5.0])  # batch starts/ends, closing sync reads
+def test_throughput_counts_training_batches_only_and_the_gap_between_them(tmp_path, monkeypatch):
+    # perf_counter readings in call order; batch start of a new segment reads twice (before and after the sync)
+    clock = iter([0.0,              # batch 0 start (warm-up, not counted)
+                  1.0, 2.0,         # batch 1 start: the segment opens at 2.0
+                  3.0,              # batch 1 end: 1 s
+                  3.5, 4.0,         # batch 2 start (gap 0.5), end: 1 s
+                  100.0, 100.0,     # validation ran (98 s, not counted); batch 3 starts a new segment at 100.0
+                  101.0])           # batch 3 end: 1 s
     monkeypatch.setattr("models.throughput.time.perf_counter", lambda: next(clock))
     trainer, module = _fake(world_size=2)
     trainer.default_root_dir = str(tmp_path)
     cb = TrainingThroughput(warmup_steps=1)
     batch = (torch.zeros(4, 3, 2, 2), torch.zeros(4))
-    cb.on_train_epoch_start(trainer, module)
-    cb.on_train_batch_start(trainer, module, batch, 0)   # t=0: warm-up batch, not counted
-    cb.on_train_batch_end(trainer, module, None, batch, 0)
-    cb.on_train_batch_start(trainer, module, batch, 1)   # t=1 (segment starts at t=2 after the sync)
-    cb.on_train_batch_end(trainer, module, None, batch, 1)  # t=3
-    cb.on_train_batch_start(trainer, module, batch, 2)   # t=3.5: gap 0.5
-    cb.on_train_batch_end(trainer, module, None, batch, 2)  # t=4
-    cb.on_train_epoch_end(trainer, module)               # t=4: segment 2..4 s
-    assert cb.images == 2 * 4 * 2 and cb.steps == 2 and cb.seconds == pytest.approx(2.0)
+    for i in range(3):
+        cb.on_train_batch_start(trainer, module, batch, i)
+        cb.on_train_batch_end(trainer, module, None, batch, i)
+    cb.on_validation_start(trainer, module)
+    cb.on_train_batch_start(trainer, module, batch, 3)
+    cb.on_train_batch_end(trainer, module, None, batch, 3)
+    cb.on_train_epoch_end(trainer, module)
+    assert cb.images == 3 * 4 * 2 and cb.steps == 3 and cb.seconds == pytest.approx(3.0)
     assert module.logged["train/images_per_s"] == pytest.approx(8.0)
-    assert module.logged["train/host_gap"] == pytest.approx(0.25)
+    assert module.logged["train/host_gap"] == pytest.approx(0.5 / 3)
     cb.on_train_end(trainer, module)
     summary = json.loads((tmp_path / "throughput.json").read_text())
-    assert summary["images_per_s"] == pytest.approx(8.0) and summary["steps"] == 2
+    assert summary["images_per_s"] == pytest.approx(8.0) and summary["steps"] == 3
 
 
 def test_throughput_without_measured_steps_reports_null_not_nan(tmp_path):
