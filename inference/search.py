@@ -86,7 +86,7 @@ class IvfIndex:
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = seed
-        train_size = min(n, train_size or max(256 * nlist, 50_000))
+        train_size = min(n, train_size or max(64 * nlist, 20_000))
         sample = x if train_size >= n else x[np.random.default_rng(seed).choice(n, train_size, replace=False)]
         index.train(sample)
         index.add(x)

@@ -1,0 +1,158 @@
+"""1:N search at scale: exact numpy top-1 against a FAISS IVF-Flat index (docs/deployment.md section 3).
+
+    python bench/bench_search.py [--size 1000000] [--dim 512] [--probes 1000] [--threads 2] [--json out.json]
+
+The gallery is `size` identity centres (random unit vectors, one row per identity). Mated probes are a centre moved
+to a genuine cosine drawn uniformly in [0.5, 0.7]; non-mated probes are fresh centres moved the same way. Printed:
+exact top-1 throughput (probes/s) and memory; the IVF index (nlist ~ sqrt(N)) build time, and per nprobe its
+throughput, recall@1 against exact search and rank-1 accuracy on the mated probes (a missed non-mated
+neighbour only lowers a score that should be rejected); then, on prefixes of the gallery,
+exact versus IVF (at the smallest nprobe with recall@1 >= 0.99) to find the size where IVF starts to pay.
+Uniform random centres have no cluster structure, the hardest case for IVF: real embeddings need fewer lists probed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from inference.search import ExactIndex, IvfIndex, pick_nprobe, recall_sweep  # noqa: E402
+
+
+def unit_rows(rng, n: int, dim: int, block: int = 100_000) -> np.ndarray:
+    out = np.empty((n, dim), np.float32)
+    for s in range(0, n, block):
+        x = rng.standard_normal((min(block, n - s), dim), dtype=np.float32)
+        out[s:s + len(x)] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+def move_to_cosine(rng, centres: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Each centre rotated towards a random orthogonal direction to a cosine drawn in [low, high]."""
+    cos = rng.uniform(low, high, (len(centres), 1)).astype(np.float32)
+    noise = rng.standard_normal(centres.shape, dtype=np.float32)
+    noise -= (noise * centres).sum(1, keepdims=True) * centres
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    return (cos * centres + np.sqrt(1 - cos ** 2) * noise).astype(np.float32)
+
+
+def rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
+
+
+def timed_search(index, probes, k=1, repeats=1):
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        scores, rows = index.search(probes, k)
+        best = min(best, time.perf_counter() - start)
+    return scores, rows, best
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=1_000_000)
+    p.add_argument("--dim", type=int, default=512)
+    p.add_argument("--probes", type=int, default=1000, help="mated probes (as many non-mated)")
+    p.add_argument("--nprobes", default="1,4,16,64,256,512")
+    p.add_argument("--prefixes", default="10000,30000,100000,300000", help="gallery sizes for the crossover")
+    p.add_argument("--threads", type=int, default=None, help="BLAS/FAISS threads (default: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None)
+    a = p.parse_args(argv)
+    if a.threads:
+        import faiss
+        from threadpoolctl import threadpool_limits
+
+        faiss.omp_set_num_threads(a.threads)
+        threadpool_limits(a.threads)
+    rng = np.random.default_rng(a.seed)
+    t0 = time.perf_counter()
+    gallery = unit_rows(rng, a.size, a.dim)
+    mated_ids = rng.choice(a.size, a.probes, replace=False)
+    mated = move_to_cosine(rng, gallery[mated_ids], 0.5, 0.7)
+    nonmated = move_to_cosine(rng, unit_rows(rng, a.probes, a.dim), 0.5, 0.7)
+    probes = np.concatenate([mated, nonmated])
+    print(f"gallery {a.size:,} x {a.dim} ({gallery.nbytes / 2**30:.2f} GiB) made in {time.perf_counter() - t0:.1f} s; "
+          f"{a.probes} mated + {a.probes} non-mated probes")
+    out = {"size": a.size, "dim": a.dim, "probes": len(probes), "gallery_gib": gallery.nbytes / 2**30}
+
+    exact = ExactIndex(gallery)
+    exact_scores, exact_rows, exact_s = timed_search(exact, probes)
+    rank1 = float((exact_rows[:a.probes, 0] == mated_ids).mean())
+    out["exact"] = {"probes_per_s": len(probes) / exact_s, "rank1": rank1,
+                    "peak_rss_gib": rss_gb(), "scores_block_gib": exact.block * a.size * 4 / 2**30,
+                    "nonmated_top1_max": float(exact_scores[a.probes:, 0].max()),
+                    "mated_top1_min": float(exact_scores[:a.probes, 0].min())}
+    print(f"exact: {out['exact']['probes_per_s']:.1f} probes/s, rank-1 {out['exact']['rank1']:.4f}, peak RSS "
+          f"{out['exact']['peak_rss_gib']:.2f} GiB (gallery + {out['exact']['scores_block_gib']:.2f} GiB score block); "
+          f"non-mated top-1 max {out['exact']['nonmated_top1_max']:.3f}, mated top-1 min "
+          f"{out['exact']['mated_top1_min']:.3f}")
+
+    t0 = time.perf_counter()
+    ivf = IvfIndex.build(gallery, seed=a.seed)
+    build_s = time.perf_counter() - t0
+    index_gib = (ivf.size * (a.dim * 4 + 8) + ivf.nlist * a.dim * 4) / 2**30
+    print(f"IVF-Flat: nlist {ivf.nlist}, built in {build_s:.1f} s, index {index_gib:.2f} GiB")
+    nprobes = [int(x) for x in a.nprobes.split(",")]
+    sweep = recall_sweep(ivf, exact, mated, nprobes)  # recall where it matters: a mated probe's true identity
+    for row in sweep:
+        ivf.nprobe = row["nprobe"]
+        _, rows, _ = timed_search(ivf, mated)
+        row["rank1"] = float((rows[:, 0] == mated_ids).mean())
+        print(f"  nprobe {row['nprobe']:4d}: {row['queries_per_s']:9.1f} probes/s, recall@1 vs exact "
+              f"{row['recall_at_1']:.4f}, rank-1 {row['rank1']:.4f}")
+    out["ivf"] = {"nlist": ivf.nlist, "build_s": build_s, "index_gib": index_gib, "sweep": sweep}
+    del ivf
+
+    crossover = []
+    for n in [int(x) for x in a.prefixes.split(",") if int(x) < a.size] + [a.size]:
+        sub = gallery[:n]
+        sub_probes = np.concatenate([move_to_cosine(rng, sub[rng.choice(n, a.probes, replace=False)], 0.5, 0.7),
+                                     nonmated])
+        ex = ExactIndex(sub)
+        _, _, ex_s = timed_search(ex, sub_probes, repeats=2 if n < a.size else 1)
+        if n == a.size:
+            sw, t_build = sweep, build_s
+        else:
+            t0 = time.perf_counter()
+            iv = IvfIndex.build(sub, seed=a.seed)
+            t_build = time.perf_counter() - t0
+            sw = recall_sweep(iv, ex, sub_probes[:a.probes], nprobes)
+        nprobe = pick_nprobe(sw, 0.99)
+        row = next(r for r in sw if r["nprobe"] == nprobe)
+        ivf_s = None
+        if n != a.size:
+            iv.nprobe = nprobe
+            _, _, ivf_s = timed_search(iv, sub_probes, repeats=2)
+            del iv
+        else:
+            ivf_s = len(probes) / row["queries_per_s"]
+        crossover.append({"size": n, "exact_probes_per_s": len(sub_probes) / ex_s, "ivf_nprobe": nprobe,
+                          "ivf_recall_at_1": row["recall_at_1"], "ivf_probes_per_s": len(sub_probes) / ivf_s,
+                          "ivf_build_s": t_build})
+        c = crossover[-1]
+        print(f"N {n:>9,}: exact {c['exact_probes_per_s']:9.1f} probes/s | IVF nprobe {nprobe:3d} (recall@1 "
+              f"{c['ivf_recall_at_1']:.3f}) {c['ivf_probes_per_s']:9.1f} probes/s, build {t_build:.1f} s")
+    pays = next((c["size"] for c in crossover if c["ivf_probes_per_s"] > c["exact_probes_per_s"]), None)
+    out["crossover"], out["ivf_pays_from"] = crossover, pays
+    print(f"IVF (recall@1 >= 0.99) is faster than exact search from N = {pays:,}" if pays else
+          "IVF never faster than exact search at the sizes measured")
+    if a.json:
+        from common import atomic
+
+        atomic.write_json(a.json, out)
+    return out
+
+
+if __name__ == "__main__":
+    main()
