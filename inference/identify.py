@@ -166,7 +166,13 @@ def run_enroll(input_path, gallery_path, *, checkpoint=None, arch=None, backbone
             check_model(existing, model, gallery_path)
         ref = None
         if thresholds is not None:
-            load_thresholds(thresholds, model)  # refuses another model's file
+            calibrated = load_thresholds(thresholds, model)["model"].get("flip_fusion")  # refuses another model's
+            if calibrated != model.get("flip_fusion"):
+                message = (f"{thresholds} was calibrated with flip fusion {calibrated!r}, the gallery's embeddings "
+                           f"use {model.get('flip_fusion')!r}: its thresholds would not hold")
+                if existing is not None or not is_embeddings_dir(input_path):
+                    raise ValueError(message)
+                log.warning("%s (task=embed folders hold single-crop embeddings)", message)
             ref = thresholds_reference(thresholds)
         if len(emb) == 0:
             raise ValueError(f"{input_path}: no face to enroll")

@@ -185,3 +185,21 @@ def test_enroll_builds_ivf_and_prints_recall(enrolled, tmp_path, capsys):
     assert "recall@1" in capsys.readouterr().out
     res = run_identify(tmp / "people", tmp_path / "g.npz", tmp_path / "out", checkpoint=ckpt, arch="tiny", k=1)
     assert res["search"] == "ivf" and res["decision"] is None
+
+
+def test_identify_threshold_from_far_of_the_gallery_thresholds_file(enrolled, tmp_path, capsys):
+    tmp, ckpt, _ = enrolled
+    model = model_identity(ckpt, "tiny", flip_fusion="pre_norm_add")
+    doc = {"model": model, "protocols": {"ijbb": {"impostors": 1000, "entries": [
+        {"far": 1e-2, "threshold": 0.4}, {"far": 1e-3, "threshold": 0.5}]}}}
+    (tmp_path / "thresholds.json").write_text(json.dumps(doc))
+    gallery = tmp_path / "g.npz"
+    run_enroll(tmp / "people", gallery, checkpoint=ckpt, arch="tiny", thresholds=tmp_path / "thresholds.json")
+    assert load_gallery(gallery).model["flip_fusion"] == "pre_norm_add"  # embedded as the thresholds were made
+    res = run_identify(tmp / "more", gallery, tmp_path / "out", checkpoint=ckpt, arch="tiny", fpir=0.05)
+    rule = res["decision"]  # 8 identities: FAR = 0.05 / 8 = 6.25e-3 -> the calibrated 1e-3
+    assert rule["source"] == "FAR = FPIR / N" and rule["far_used"] == 1e-3 and rule["threshold"] == 0.5
+    assert "FAR = FPIR / N" in capsys.readouterr().out
+    (tmp_path / "thresholds.json").write_text(json.dumps({**doc, "fars": [1e-2]}))
+    with pytest.raises(ValueError, match="changed since gallery"):
+        run_identify(tmp / "more", gallery, tmp_path / "out2", checkpoint=ckpt, arch="tiny")
