@@ -23,13 +23,14 @@ def _check_queries(queries: np.ndarray, dim: int) -> np.ndarray:
 
 
 class ExactIndex:
-    """Brute-force inner product in blocks of queries (memory: block x N float32 scores)."""
+    """Brute-force inner product in blocks of queries; a block's score matrix holds at most `cells` floats (about
+    256 MB), so memory stays the gallery plus a fixed amount whatever N is."""
 
     kind = "exact"
 
-    def __init__(self, embeddings: np.ndarray, block: int = 256):
+    def __init__(self, embeddings: np.ndarray, block: int | None = None, cells: int = 1 << 26):
         self.embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
-        self.block = block
+        self.block = block or int(min(256, max(8, cells // max(len(self.embeddings), 1))))
 
     @property
     def size(self) -> int:
@@ -37,13 +38,18 @@ class ExactIndex:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = _check_queries(queries, self.embeddings.shape[1])
-        k = min(k, self.size)
+        n = self.size
+        k = min(k, n)
         scores = np.empty((len(queries), k), np.float32)
         rows = np.empty((len(queries), k), np.int64)
         for start in range(0, len(queries), self.block):
             sim = queries[start:start + self.block] @ self.embeddings.T
-            top = np.argpartition(-sim, k - 1, axis=1)[:, :k] if k < self.size else \
-                np.broadcast_to(np.arange(self.size), sim.shape).copy()
+            if k == 1:
+                top = sim.argmax(axis=1)[:, None]
+            elif k < n:
+                top = np.argpartition(sim, n - k, axis=1)[:, n - k:]
+            else:
+                top = np.broadcast_to(np.arange(n), sim.shape).copy()
             top_scores = np.take_along_axis(sim, top, axis=1)
             order = np.argsort(-top_scores, axis=1, kind="stable")
             rows[start:start + len(sim)] = np.take_along_axis(top, order, axis=1)
