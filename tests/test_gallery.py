@@ -203,3 +203,17 @@ def test_identify_threshold_from_far_of_the_gallery_thresholds_file(enrolled, tm
     (tmp_path / "thresholds.json").write_text(json.dumps({**doc, "fars": [1e-2]}))
     with pytest.raises(ValueError, match="changed since gallery"):
         run_identify(tmp / "more", gallery, tmp_path / "out2", checkpoint=ckpt, arch="tiny")
+
+
+def test_enroll_identify_config_ranges_fail_before_any_data(compose):
+    from tasks.config_schema import validate_config
+
+    for override, key in (("identify.fpir=0", "identify.fpir"), ("identify.k=0", "identify.k"),
+                          ("enroll.index=hnsw", "enroll.index"), ("enroll.target_recall=1.5", "enroll.target_recall"),
+                          ("export.check_count=0", "export.check_count")):
+        with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+            validate_config(compose("task=identify", override))
+    with pytest.raises(ValueError, match="identify.probes"):
+        from tasks.identify import run_identify_task
+
+        run_identify_task(compose("task=identify"))
