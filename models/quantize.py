@@ -117,6 +117,8 @@ def quantize_int8(fp32_path, calibration: np.ndarray, batch_size: int = 32, per_
         root = logging.getLogger()
         level = root.level
         root.setLevel(logging.ERROR)  # per-channel notes on rank-1 tensors (PReLU slopes, BN)
+        # memory: the calibrator keeps every activation of every calibration face until the end (ir_50: tens of
+        # MB per face; use fewer faces there). Its CalibMaxIntermediateOutputs option drops data, it does not merge.
         try:
             quantize_static(str(pre), str(out), _Batches(calibration.astype(np.float32), batch_size),
                             quant_format=QuantFormat.QDQ, per_channel=per_channel,
