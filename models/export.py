@@ -63,6 +63,16 @@ def check_onnx(model: nn.Module, path: str | Path | bytes, batch_sizes=(1, 3), s
     return worst
 
 
+def strip_debug_metadata(proto):
+    """Drop the exporter's per-node debug metadata (stack traces with this machine's paths, FX node names, name
+    scopes) and doc strings: nothing at run time reads them, and they were ~5 % of a MobileFaceNet file, ~15 % of
+    its INT8 version. The model-level metadata (colour order, preprocessing) is kept."""
+    for node in proto.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    return proto
+
+
 def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, check: bool = True,
                 tolerance: float = TOLERANCE, verbose: bool = True) -> dict:
     """Export `model` (a registered backbone) to `path`; returns {'path', 'max_abs_diff'}.
@@ -85,7 +95,7 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, check: bool
             input_names=["input"], output_names=["embedding", "norm"],
             dynamic_shapes={"input": {0: batch}}, verbose=False,
         )
-    proto = program.model_proto  # written once, atomically, with the metadata below
+    proto = strip_debug_metadata(program.model_proto)  # written once, atomically, with the metadata below
     for key, value in meta.items():  # consumers read colour order and normalisation from the file itself
         proto.metadata_props.add(key=str(key), value=str(value))
     serialized = proto.SerializeToString()

@@ -95,6 +95,9 @@ class _Batches:
 
 
 def _with_metadata(proto, meta: dict):
+    from models.export import strip_debug_metadata
+
+    strip_debug_metadata(proto)
     del proto.metadata_props[:]
     for key, value in meta.items():
         proto.metadata_props.add(key=str(key), value=str(value))

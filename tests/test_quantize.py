@@ -108,3 +108,11 @@ def test_bad_onnx_metadata_is_refused(artifacts, tmp_path):
     gallery = merge(None, np.eye(1, 512, dtype=np.float32), ["a"], ["a/1.png"], {**good, "flip_fusion": None}, None)
     with pytest.raises(ValueError, match="color: gallery has 'BGR', probe model has 'RGB'"):
         check_model(gallery, {**rgb, "flip_fusion": None}, "gallery.npz")
+
+
+def test_exports_carry_no_per_node_debug_metadata(artifacts):
+    tmp = artifacts[0]
+    for name in ("tiny.onnx", "tiny_int8.onnx", "tiny_fp16.onnx"):
+        proto = onnx.load(str(tmp / name))
+        assert not any(len(n.metadata_props) for n in proto.graph.node), name
+        assert {p.key for p in proto.metadata_props} >= {"color", "input_size", "mean", "std"}
