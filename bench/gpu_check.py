@@ -51,7 +51,7 @@ FULL = dict(model="ir_101", batch=512, classes=85_742, steps=20, fp32_steps=8, s
             numerics_batch=128, numerics_steps=30, val_images=IJBB_IMAGES, val_batch=512, val_cap_s=25.0,
             ijb_templates=IJBB_TEMPLATES, ijb_pairs=IJBB_PAIRS, peak_n=8192, step_cap_s=20.0, smoke_epochs=2, warmup=2,
             main_timeout_s=80)
-QUICK = dict(model="tiny", batch=8, classes=100, steps=2, fp32_steps=1, small_model="tiny", preset="smoke",
+QUICK = dict(model="tiny", batch=4, classes=100, steps=2, fp32_steps=1, small_model="tiny", preset="smoke",
              loader_workers=(0, 2), loader_batches=3, main_steps=6, numerics_model="tiny", numerics_batch=8,
              numerics_steps=3, val_images=256, val_batch=64, val_cap_s=5.0, ijb_templates=400, ijb_pairs=20_000,
              peak_n=512, step_cap_s=5.0, smoke_epochs=1, warmup=1,
@@ -499,6 +499,33 @@ def table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _run_one(name: str, args, work: Path, env_json: Path, cap: float) -> dict:
+    """Run one item in a child process under its time cap; its entry for results.json."""
+    if args.quick and name in QUICK_SKIPS:
+        return {"status": "skipped (--quick)", "seconds": 0.0, "why": QUICK_SKIPS[name]}
+    if cap < 5:
+        return {"status": "skipped (budget spent)", "seconds": 0.0}
+    item_out = work / f"{name}.json"
+    item_out.parent.mkdir(parents=True, exist_ok=True)
+    item_out.unlink(missing_ok=True)
+    cmd = [sys.executable, __file__, "--item", name, "--device", args.device, "--item-out", str(item_out),
+           "--env-json", str(env_json), "--work", str(work)] + (["--quick"] if args.quick else [])
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=cap, cwd=ROOT)
+        rc, log = done.returncode, done.stdout + done.stderr
+    except subprocess.TimeoutExpired as err:
+        rc, log = 124, str(err.stderr or "")
+    seconds = time.perf_counter() - start
+    partial = json.loads(item_out.read_text()) if item_out.is_file() else None
+    if rc == 0 and partial and partial.get("complete"):
+        return {"status": "ok", "seconds": seconds, "result": partial}
+    entry = {"status": "timed out" if rc == 124 else f"failed (rc {rc})", "seconds": seconds, "error": log[-4000:]}
+    if partial:  # the rows it finished before the cap or the failure
+        entry["result"] = partial
+    return entry
+
+
 def orchestrate(args) -> dict:
     from common import atomic
 
@@ -518,40 +545,13 @@ def orchestrate(args) -> dict:
     print(json.dumps(env), flush=True)
     for name in names:
         atomic.write_json(env_json, results["env"])
-        if args.quick and name in QUICK_SKIPS:
-            results["items"][name] = {"status": "skipped (--quick)", "seconds": 0.0, "why": QUICK_SKIPS[name]}
-            continue
-        left = deadline - time.perf_counter()
-        cap = min(ITEMS[name], left)
-        if cap < 5:
-            results["items"][name] = {"status": "skipped (budget spent)", "seconds": 0.0}
-            continue
-        item_out = work / f"{name}.json"
-        item_out.parent.mkdir(parents=True, exist_ok=True)
-        item_out.unlink(missing_ok=True)
-        cmd = [sys.executable, __file__, "--item", name, "--device", args.device, "--item-out", str(item_out),
-               "--env-json", str(env_json), "--work", str(work)] + (["--quick"] if args.quick else [])
-        start = time.perf_counter()
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=cap, cwd=ROOT)
-            rc, log = done.returncode, done.stdout + done.stderr
-        except subprocess.TimeoutExpired as err:
-            rc, log = 124, str(err.stderr or "")
-        seconds = time.perf_counter() - start
-        partial = json.loads(item_out.read_text()) if item_out.is_file() else None
-        if rc == 0 and partial and partial.get("complete"):
-            entry = {"status": "ok", "seconds": seconds, "result": partial}
-            if name == "peak":
-                results["env"]["peak_tflops"] = partial["peak"]["tflops"]
-        else:
-            entry = {"status": "timed out" if rc == 124 else f"failed (rc {rc})", "seconds": seconds,
-                     "error": log[-4000:]}
-            if partial:  # the rows it finished before the cap or the failure
-                entry["result"] = partial
+        entry = _run_one(name, args, work, env_json, cap=min(ITEMS[name], deadline - time.perf_counter()))
+        if name == "peak" and entry["status"] == "ok":
+            results["env"]["peak_tflops"] = entry["result"]["peak"]["tflops"]
         results["items"][name] = entry
-        atomic.write_json(results_path, results)
+        atomic.write_json(results_path, results)  # after every item, skipped ones included
         atomic.write_text(out / "table.md", table(results))
-        print(f"[{name}] {entry['status']} in {seconds:.1f} s", flush=True)
+        print(f"[{name}] {entry['status']} in {entry['seconds']:.1f} s", flush=True)
     print(table(results), flush=True)
     return results
 
