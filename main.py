@@ -1,7 +1,7 @@
 """Entry point: `python main.py [group=option ...] [key=value ...]`.
 
 No arguments = the CPU demo (synthetic benchmark, tiny backbone, AdaFace). `task=` picks what to run:
-train (default), evaluate, calibrate, export, embed, compare. See conf/config.yaml and the README.
+train (default), evaluate, calibrate, export, embed, compare, enroll, identify. See conf/config.yaml and the README.
 """
 
 import importlib
@@ -23,6 +23,8 @@ TASK_RUNNERS = {
     "export": ("tasks.export", "run_export"),
     "embed": ("tasks.embed", "run_embed_task"),
     "compare": ("tasks.compare", "run_compare_task"),
+    "enroll": ("tasks.enroll", "run_enroll_task"),
+    "identify": ("tasks.identify", "run_identify_task"),
 }
 
 

@@ -33,8 +33,8 @@ def is_launching_process() -> bool:
 
 
 class RunDirLock:
-    def __init__(self, run_dir, stale_after_s: float = 300.0, heartbeat_s: float = 30.0):
-        self.path = Path(run_dir) / LOCK_NAME
+    def __init__(self, run_dir, stale_after_s: float = 300.0, heartbeat_s: float = 30.0, name: str = LOCK_NAME):
+        self.path = Path(run_dir) / name  # `name`: another lock in the same dir (a gallery file's own lock)
         self.stale_after_s, self.heartbeat_s = float(stale_after_s), float(heartbeat_s)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

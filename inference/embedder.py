@@ -21,6 +21,7 @@ from common import atomic
 from common.images import is_image_file
 from inference.backends import Backend, build_backend
 from inference.faces import FaceAligner, FaceCrop
+from inference.identity import model_identity
 from validation.fusion import fuse
 
 
@@ -140,6 +141,8 @@ def run_embed(input_dir, output_dir, backend: Backend | None = None, batch_size:
         writer.writeheader()
         writer.writerows(rows)
     write_skipped(output_dir / "skipped.csv", out.skipped)
+    if checkpoint is not None:  # names the model for task=enroll / identify reading this folder (no flip fusion)
+        atomic.write_json(output_dir / "model.json", model_identity(checkpoint, arch, None, backbone_kwargs))
 
     summary = {"backend": backend.name, "images": len(paths), "embedded": len(out.faces),
                "skipped": len(out.skipped), "output_dir": str(output_dir)}

@@ -31,8 +31,9 @@ def model_identity(path: str | Path, arch: str | None = None, flip_fusion: str |
     if path.suffix == ".onnx":
         import onnxruntime as ort
 
-        props = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
-        meta = dict(props.custom_metadata_map)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        meta = dict(session.get_modelmeta().custom_metadata_map)
+        check_onnx_metadata(path, meta, session.get_inputs()[0].shape)
         arch_name = f"onnx:{meta.get('name', 'unknown')}"
     else:
         import models
@@ -48,6 +49,24 @@ def model_identity(path: str | Path, arch: str | None = None, flip_fusion: str |
                           "input_size": int(meta.get("input_size", 112))},
         "flip_fusion": flip_fusion,
     }
+
+
+ONNX_REQUIRED = ("color", "input_size", "mean", "std")
+
+
+def check_onnx_metadata(path: Path, meta: dict, input_shape) -> None:
+    """An ONNX file must say how to feed it (metadata_props written by models.export), and its metadata must agree
+    with its graph: ValueError naming the file and the key otherwise (docs/deployment.md section 2)."""
+    missing = [k for k in ONNX_REQUIRED if k not in meta]
+    if missing:
+        raise ValueError(f"{path}: ONNX metadata_props lacks {', '.join(missing)} (colour order and preprocessing "
+                         "cannot be known; export with python -m models.export, which writes them)")
+    if str(meta["color"]).upper() not in ("BGR", "RGB"):
+        raise ValueError(f"{path}: ONNX metadata 'color' must be BGR or RGB, got {meta['color']!r}")
+    dims = [d for d in list(input_shape)[2:] if isinstance(d, int)]
+    if any(d != int(meta["input_size"]) for d in dims):
+        raise ValueError(f"{path}: ONNX metadata input_size {meta['input_size']} disagrees with the graph's input "
+                         f"shape {list(input_shape)}")
 
 
 def identity_mismatch(expected: dict, actual: dict) -> list[str]:

@@ -1,4 +1,5 @@
-"""Task entry points dispatched by main.py on `cfg.task` (train, evaluate, calibrate, export, embed, compare).
+"""Task entry points dispatched by main.py on `cfg.task` (train, evaluate, calibrate, export, embed, compare,
+enroll, identify).
 
 Importing the package registers the config schemas (tasks.config_schema) that the YAML groups list as defaults.
 """

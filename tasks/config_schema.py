@@ -15,7 +15,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from validation.protocols import STANDARD_SETS
 
-TASKS = ("train", "evaluate", "calibrate", "export", "embed", "compare")
+TASKS = ("train", "evaluate", "calibrate", "export", "embed", "compare", "enroll", "identify")
 
 
 @dataclass
@@ -216,6 +216,18 @@ def _range_rules(cfg: DictConfig) -> list[tuple[str, object, bool, str]]:
     rule("calibrate.max_discard", lambda v: 0 < v < 1, "in (0, 1)")
     rule("calibrate.target_fnmr", lambda v: 0 < v < 1, "in (0, 1)")
     rule("compare.far", lambda v: 0 < v < 1, "in (0, 1)")
+    rule("export.calibration_count", lambda v: v >= 1, ">= 1")
+    rule("export.check_count", lambda v: v >= 1, ">= 1")
+    rule("export.min_cosine", lambda v: -1 <= v <= 1, "in [-1, 1]")
+    rule("enroll.batch_size", lambda v: v >= 1, ">= 1")
+    rule("enroll.index", lambda v: v in ("auto", "exact", "ivf"), "auto, exact or ivf")
+    rule("enroll.ivf_min_size", lambda v: v >= 1, ">= 1")
+    rule("enroll.target_recall", lambda v: 0 < v <= 1, "in (0, 1]")
+    rule("enroll.nlist", lambda v: v >= 1, ">= 1")
+    rule("identify.k", lambda v: v >= 1, ">= 1")
+    rule("identify.fpir", lambda v: 0 < v < 1, "in (0, 1)")
+    rule("identify.search", lambda v: v in ("auto", "exact", "ivf"), "auto, exact or ivf")
+    rule("identify.batch_size", lambda v: v >= 1, ">= 1")
     ensemble = cfg.get("ensemble")
     if ensemble is not None and ensemble.get("weights") is not None:
         w = list(ensemble.weights)

@@ -1,6 +1,8 @@
 """task=export: `python main.py task=export checkpoint=PATH backbone=ir_50 [export.output=model.onnx]`.
 
-Loads the backbone weights (models.load_pretrained) and writes an ONNX model with models.export.export_onnx.
+Loads the backbone weights (models.load_pretrained) and writes an ONNX model with models.export.export_artifacts;
+`export.int8=true export.calibration=<.rec or folder>` and `export.fp16=true` add the quantized / half versions
+(docs/deployment.md section 1).
 """
 
 import logging
@@ -13,7 +15,7 @@ log = logging.getLogger(__name__)
 
 def run_export(cfg: DictConfig) -> Path:
     from models import build_backbone_from_node, load_pretrained
-    from models.export import export_onnx
+    from models.export import export_artifacts
 
     if cfg.checkpoint is None:
         raise ValueError("task=export needs checkpoint=<path> (ours, an AdaFace .ckpt or an InsightFace .pth)")
@@ -22,7 +24,13 @@ def run_export(cfg: DictConfig) -> Path:
     model.eval()
     output = Path(cfg.export.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    result = export_onnx(model, output, opset=cfg.export.opset, check=cfg.export.check)
+    e = cfg.export
+    results = export_artifacts(model, output, opset=e.opset, check=e.check, int8=e.int8, fp16=e.fp16,
+                               calibration=e.calibration, calibration_count=e.calibration_count,
+                               check_count=e.check_count, min_cosine=e.min_cosine)
     print(f"exported {cfg.backbone.name} from {cfg.checkpoint} -> {output} (max |onnx - torch| "
-          f"{result.get('max_abs_diff')})")
+          f"{results['fp32'].get('max_abs_diff')})")
+    for precision, r in results.items():
+        if precision != "fp32":
+            print(f"  {precision}: {r['path']} ({r['size_mb']:.2f} MB)")
     return output
