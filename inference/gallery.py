@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from common import atomic
-from inference.identity import CHECKED_FIELDS, file_sha256
+from inference.identity import CHECKED_FIELDS, file_sha256, select_protocol
 from inference.search import ExactIndex, IvfIndex
 
 FORMAT = "mqface-gallery"
@@ -185,12 +185,7 @@ def threshold_from_far(thresholds: dict, fpir: float, gallery_size: int, protoco
     """Threshold of a calibrated 1:1 FAR for FPIR ~ N x FAR: the largest calibrated FAR not above FPIR / N (the
     conservative side of independent impostor comparisons)."""
     protocols = thresholds["protocols"]
-    if not protocols:
-        raise ValueError("the thresholds file holds no calibrated protocol")
-    if protocol is None:
-        protocol = max(protocols, key=lambda p: protocols[p]["impostors"])
-    if protocol not in protocols:
-        raise KeyError(f"thresholds file has no protocol {protocol!r}; it has {sorted(protocols)}")
+    protocol = select_protocol(thresholds, protocol)
     want = fpir / gallery_size
     usable = [e for e in protocols[protocol]["entries"] if e["threshold"] is not None and e["far"] <= want * (1 + 1e-9)]
     if not usable:

@@ -95,9 +95,8 @@ def load_thresholds(path: str | Path, identity: dict) -> dict:
     return data
 
 
-def pick_threshold(data: dict, far: float, protocol: str | None = None) -> tuple[str, dict, float | None]:
-    """(protocol name, its entry, quality threshold or None) at `far` from a thresholds file; default protocol: the
-    one with the most impostor pairs. Raises naming what is missing."""
+def select_protocol(data: dict, protocol: str | None = None) -> str:
+    """The named protocol of a thresholds file, or by default the one with the most impostor pairs."""
     protocols = data["protocols"]
     if not protocols:
         raise ValueError("the thresholds file holds no calibrated protocol")
@@ -105,7 +104,14 @@ def pick_threshold(data: dict, far: float, protocol: str | None = None) -> tuple
         protocol = max(protocols, key=lambda p: protocols[p]["impostors"])
     if protocol not in protocols:
         raise KeyError(f"thresholds file has no protocol {protocol!r}; it has {sorted(protocols)}")
-    cal = protocols[protocol]
+    return protocol
+
+
+def pick_threshold(data: dict, far: float, protocol: str | None = None) -> tuple[str, dict, float | None]:
+    """(protocol name, its entry, quality threshold or None) at `far` from a thresholds file; default protocol: the
+    one with the most impostor pairs. Raises naming what is missing."""
+    protocol = select_protocol(data, protocol)
+    cal = data["protocols"][protocol]
     entry = next((e for e in cal["entries"] if abs(e["far"] - far) <= 1e-12 * max(far, 1e-300)), None)
     if entry is None:
         raise KeyError(f"protocol {protocol!r} of the thresholds file has no FAR {far:g}; it has "

@@ -431,6 +431,19 @@ def default_workers() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
+def open_build(out_dir, preset: str, seed: int) -> tuple[Path, Path | None]:
+    """(final folder, fresh temporary sibling to build in), or (final, None) when a complete build (its `DONE`
+    marker) is there to reuse. The builder renames the temporary folder into place when it is done."""
+    final = Path(out_dir) / cache_name(preset, seed)
+    if (final / "DONE").is_file():
+        return final, None
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    return final, tmp
+
+
 def build(out_dir, preset: str = "demo", seed: int = 0, workers: int | None = None, verbose: bool = False) -> Path:
     """Build (or reuse) the benchmark; returns ``<out_dir>/<preset>-v<GENERATOR_VERSION>-s<seed>``. The photo presets
     (identity folders + landmark file, ``dataset.synthetic.photos``) are built by their own module."""
@@ -441,14 +454,9 @@ def build(out_dir, preset: str = "demo", seed: int = 0, workers: int | None = No
     if preset not in PRESETS:
         raise ValueError(f"unknown synthetic preset {preset!r}; choose one of {sorted(PRESETS)}")
     pre = PRESETS[preset]
-    final = Path(out_dir) / cache_name(preset, seed)
-    if (final / "DONE").is_file():
+    final, tmp = open_build(out_dir, preset, seed)
+    if tmp is None:
         return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
     workers = default_workers() if workers is None else workers
     renderer = _Renderer(seed, pre, workers)
     start = time.time()

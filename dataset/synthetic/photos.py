@@ -25,7 +25,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from common import atomic
-from dataset.synthetic.builder import GENERATOR_VERSION, _job, _Renderer, cache_name, default_workers, pool_base
+from dataset.synthetic.builder import (
+    GENERATOR_VERSION,
+    _job,
+    _Renderer,
+    default_workers,
+    open_build,
+    pool_base,
+)
 from dataset.synthetic.render import _rng
 
 
@@ -84,13 +91,9 @@ def build_photos(out_dir, preset: str = "photos", seed: int = 0, workers: int | 
     if preset not in PHOTO_PRESETS:
         raise ValueError(f"unknown photo preset {preset!r}; choose one of {sorted(PHOTO_PRESETS)}")
     pre = PHOTO_PRESETS[preset]
-    final = Path(out_dir) / cache_name(preset, seed)
-    if (final / "DONE").is_file():
+    final, tmp = open_build(out_dir, preset, seed)
+    if tmp is None:
         return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     start = time.time()
     jobs = plan_photos(pre, seed)
     renderer = _Renderer(seed, pre, default_workers() if workers is None else workers)
