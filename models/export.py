@@ -169,7 +169,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--check-count", type=int, default=64, help="held-out faces for the cosine check")
     parser.add_argument("--min-cosine", type=float, default=None,
                         help="INT8 acceptance: mean cosine to fp32 torch (default 0.99)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random weights (no --checkpoint) and face sampling")
     args = parser.parse_args(argv)
     logging.getLogger("torch").setLevel(logging.ERROR)
     for name, value in (("--calibration-count", args.calibration_count), ("--check-count", args.check_count)):
@@ -178,6 +178,7 @@ def main(argv=None) -> dict:
 
     from models import build_backbone, load_pretrained
 
+    torch.manual_seed(args.seed)  # without a checkpoint the weights are random: the same file on every run
     model = build_backbone(args.backbone)
     if args.checkpoint:
         load_pretrained(model, args.checkpoint)

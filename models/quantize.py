@@ -130,7 +130,43 @@ def quantize_int8(fp32_path, calibration: np.ndarray, batch_size: int = 32, per_
         finally:
             root.setLevel(level)
         proto = onnx.load(str(out))
-    return _with_metadata(proto, {**meta, "precision": "int8"}).SerializeToString()
+    return compact_graph(_with_metadata(proto, {**meta, "precision": "int8"})).SerializeToString()
+
+
+def compact_graph(proto):
+    """Lossless size cuts for a quantized graph, in place: DequantizeLinear zero points that are all zero are dropped
+    (0 is the operator's default; int32 bias zero points cost 4 bytes per channel), and every internal tensor gets a
+    short name (the exporter's names, value_info and node names were ~5 % of a MobileFaceNet INT8 file). The graph's
+    inputs and outputs keep their names. Outputs are bit-identical (tests/test_quantize.py)."""
+    from onnx import numpy_helper
+
+    graph = proto.graph
+    initializers = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        zero_point = node.input[2] if node.op_type == "DequantizeLinear" and len(node.input) == 3 else None
+        if zero_point in initializers and not numpy_helper.to_array(initializers[zero_point]).any():
+            del node.input[2]
+    used = {name for node in graph.node for name in node.input}
+    kept = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+
+    keep = {v.name for v in graph.input} | {v.name for v in graph.output}
+    names: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        if not name or name in keep:
+            return name
+        return names.setdefault(name, f"t{len(names):x}")
+
+    for tensor in graph.initializer:
+        tensor.name = short(tensor.name)
+    for node in graph.node:
+        node.name = ""
+        node.input[:] = [short(n) for n in node.input]
+        node.output[:] = [short(n) for n in node.output]
+    del graph.value_info[:]
+    return proto
 
 
 def convert_fp16(fp32_path) -> bytes:

@@ -44,3 +44,13 @@ def test_cli_exports_from_checkpoint(tmp_path, capsys):
     main(["--backbone", "tiny", "--checkpoint", str(tmp_path / "t.ckpt"), "--out", str(tmp_path / "t.onnx")])
     out = capsys.readouterr().out
     assert "OK" in out and (tmp_path / "t.onnx").is_file()
+
+
+def test_random_weight_export_is_the_same_file_every_run(tmp_path):
+    torch.manual_seed(123)  # whatever the caller's RNG state, --seed decides the random weights
+    main(["--backbone", "tiny", "--no-check", "--out", str(tmp_path / "a.onnx")])
+    torch.randn(10)
+    main(["--backbone", "tiny", "--no-check", "--out", str(tmp_path / "b.onnx")])
+    main(["--backbone", "tiny", "--no-check", "--seed", "1", "--out", str(tmp_path / "c.onnx")])
+    a, b, c = ((tmp_path / f"{n}.onnx").read_bytes() for n in "abc")
+    assert a == b and a != c

@@ -116,3 +116,40 @@ def test_exports_carry_no_per_node_debug_metadata(artifacts):
         proto = onnx.load(str(tmp / name))
         assert not any(len(n.metadata_props) for n in proto.graph.node), name
         assert {p.key for p in proto.metadata_props} >= {"color", "input_size", "mean", "std"}
+
+
+def test_compact_graph_is_lossless_and_smaller(artifacts):
+    import onnxruntime as ort
+
+    from models.quantize import compact_graph
+
+    tmp, _, _, _ = artifacts
+    int8 = onnx.load(str(tmp / "tiny_int8.onnx"))
+    # undo the compaction's effects on a copy: long names and explicit zero points, as the quantizer writes them
+    verbose = onnx.load(str(tmp / "tiny_int8.onnx"))
+    for tensor in verbose.graph.initializer:
+        tensor.name = "backbone.some.long.module.path." + tensor.name
+    io = {"input", "embedding", "norm", ""}  # graph inputs / outputs and absent optional inputs keep their names
+    for node in verbose.graph.node:
+        node.name = "node_" + "_".join(node.output)
+        node.input[:] = [n if n in io else "backbone.some.long.module.path." + n for n in node.input]
+        node.output[:] = [n if n in io else "backbone.some.long.module.path." + n for n in node.output]
+    dq = [n for n in verbose.graph.node if n.op_type == "DequantizeLinear" and len(n.input) == 2]
+    assert dq, "the compacted export should have DequantizeLinear nodes without their all-zero zero point"
+    inits = {t.name: t for t in verbose.graph.initializer}
+    for i, node in enumerate(dq):
+        weights, scale = inits[node.input[0]], inits[node.input[1]]
+        zero = onnx.helper.make_tensor(f"zp{i}", weights.data_type, scale.dims,
+                                       [0] * int(np.prod(scale.dims, dtype=np.int64)))
+        verbose.graph.initializer.append(zero)
+        node.input.append(zero.name)
+    compacted = compact_graph(onnx.load_from_string(verbose.SerializeToString()))
+    onnx.checker.check_model(compacted)
+    assert len(compacted.SerializeToString()) < len(verbose.SerializeToString())
+    assert [v.name for v in compacted.graph.input] == ["input"]
+    assert {v.name for v in compacted.graph.output} == {"embedding", "norm"}
+    x = np.random.default_rng(1).standard_normal((4, 3, 112, 112)).astype(np.float32)
+    outs = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})
+            for m in (verbose, compacted, int8)]
+    for a, b, c in zip(*outs):
+        assert np.array_equal(a, b) and np.array_equal(b, c)
