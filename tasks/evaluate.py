@@ -77,6 +77,17 @@ def write_roc_curves(suite, out_dir: Path) -> list[Path]:
             for name, curve in suite.curves().items() if " " not in name]
 
 
+def model_label(cfg: DictConfig) -> str:
+    """What was evaluated, for the printout: an ONNX file names itself (its metadata), a checkpoint the backbone."""
+    checkpoint = str(cfg.checkpoint or "")
+    if checkpoint.endswith(".onnx"):
+        import onnx
+
+        meta = {p.key: p.value for p in onnx.load(checkpoint, load_external_data=False).metadata_props}
+        return f"ONNX {meta.get('name', 'unnamed')}, {meta.get('precision', 'fp32')}"
+    return str(cfg.backbone.name)
+
+
 def run_evaluate(cfg: DictConfig) -> dict[str, float]:
     suite = build_suite(cfg)
     warn_overlap(cfg, suite)
@@ -101,6 +112,6 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
             write_roc_curves(suite, out_dir)
         suite.write_artifacts(out_dir)  # folder sets: pair list, report with null FARs, ROC / DET / histograms
         described = suite.describe()
-        print(f"\nevaluation of {cfg.checkpoint or cache} ({cfg.backbone.name}):\n{suite.summary(metrics)}\n"
+        print(f"\nevaluation of {cfg.checkpoint or cache} ({model_label(cfg)}):\n{suite.summary(metrics)}\n"
               + (f"{described}\n" if described else "") + f"written to {out_dir}")
     return metrics

@@ -155,3 +155,17 @@ def test_evaluate_takes_an_onnx_model(tmp_path):
     identity = model_identity(onnx, None, "pre_norm_add")
     assert identity["architecture"] == "onnx:tiny" and identity["color"] == "BGR"
     assert identity["sha256"] == file_sha256(onnx) != model_identity(ckpt, "tiny")["sha256"]
+
+
+def test_evaluate_names_an_onnx_model_by_its_own_metadata(tmp_path):
+    """The printout says which model was evaluated: the ONNX file's name and precision, not the config's backbone."""
+    from models.export import export_onnx
+    from tasks.config_schema import compose_config
+    from tasks.evaluate import model_label
+
+    path = export_onnx(models.build_backbone("tiny").eval(), tmp_path / "m.onnx", check=False)["path"]
+    cfg = compose_config(["task=evaluate", "debug=smoke", "backbone=mobilefacenet", f"checkpoint={path}"],
+                         output_dir=str(tmp_path / "run"))
+    assert model_label(cfg) == "ONNX tiny, fp32"
+    cfg.checkpoint = str(tmp_path / "last.ckpt")
+    assert model_label(cfg) == "mobilefacenet"
