@@ -157,3 +157,14 @@ def test_evaluation_run_dirs_make_a_before_after_table_by_checkpoint(tmp_path, c
     assert lines[1] == "| released.ckpt | 1 | 88.60 | 89.00 | 70.00 | 85.30 | 86.00 | 60.00 |"
     assert lines[2] == "| ft/last.ckpt | 1 | 89.60 | 90.00 | 71.00 | 86.30 | 87.00 | 61.00 |"
     assert (tmp_path / "summary.png").is_file()
+
+
+def test_a_run_at_the_default_seed_is_grouped_by_the_seed_its_config_used(tmp_path, capsys):
+    """No `seed=` on the command line: the seed comes from the run's config_resolved.yaml, not an assumed 42."""
+    first, second = tmp_path / "s1", tmp_path / "s2"
+    _job(first, 0, ["experiment=D"], dict(METRICS, **{"scface/d1": 50.0}))
+    (first / "0" / "config_resolved.yaml").write_text("seed: 7\ntrainer:\n  max_epochs: 5\n")
+    _job(second, 0, ["experiment=D", "seed=42"], dict(METRICS, **{"scface/d1": 54.0}))
+    assert summarize.main([str(first), str(second)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| D |"))
+    assert row.startswith("| D | 2 | 52.00 ± 2.83 |")

@@ -96,6 +96,20 @@ def _with_checkpoint(run_dir: Path, overrides: list[str]) -> list[str]:
     return overrides + [f"checkpoint={checkpoint}"] if checkpoint else overrides
 
 
+def _with_seed(job_dir: Path, overrides: list[str]) -> list[str]:
+    """The overrides plus `seed=<value>` from the job's config_resolved.yaml when the command line left the seed at
+    its default, so a run is grouped by the seed it really used (runs without that file count as the default)."""
+    if any(o.split("=", 1)[0].lstrip("+") == "seed" for o in overrides):
+        return overrides
+    path = job_dir / "config_resolved.yaml"
+    if not path.is_file():
+        return overrides
+    import yaml
+
+    seed = (yaml.safe_load(path.read_text()) or {}).get("seed")
+    return overrides + [f"seed={seed}"] if seed is not None else overrides
+
+
 def collect_runs(sweeps) -> list[dict]:
     """Every job of every sweep dir: name, overrides, metrics (None when failed) and why it failed."""
     runs = []
@@ -108,7 +122,7 @@ def collect_runs(sweeps) -> list[dict]:
         for job in jobs:
             metrics, reason = read_metrics(job)
             name = job.name if len(sweeps) == 1 or job == sweep else f"{sweep.name}/{job.name}"
-            overrides = read_overrides(job)
+            overrides = _with_seed(job, read_overrides(job))
             if job == sweep:  # a single run dir: its rows are labelled by the checkpoint it evaluated
                 overrides = _with_checkpoint(job, overrides)
             runs.append({"name": name, "overrides": overrides, "metrics": metrics, "reason": reason})
