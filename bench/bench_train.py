@@ -22,12 +22,11 @@ from models import build_backbone, preprocess  # noqa: E402
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 
 
-def train_step_rate(name: str, batch: int, steps: int, device: str, channels_last: bool = True,
-                    precision: str = "32", num_classes: int = 1000, compile: bool = False,
-                    time_cap_s: float | None = None, warmup: int = 2) -> dict:
-    """One training step (preprocess, backbone, AdaFace head, cross-entropy, backward, SGD) on random uint8 images,
-    timed over `steps` steps (fewer when `time_cap_s` runs out). Returns images/s, step count and, on CUDA, the
-    peak memory. `precision` is Lightning's spelling: fp32, bf16 autocast, or fp16 autocast with a GradScaler."""
+def training_step(name: str, batch: int, device: str, channels_last: bool = True, precision: str = "32",
+                  num_classes: int = 1000, compile: bool = False):
+    """A closure running one training step (preprocess, backbone, AdaFace head, cross-entropy, backward, SGD) on
+    fixed random uint8 images; it returns the loss. `precision` is Lightning's spelling: fp32, bf16 autocast, or
+    fp16 autocast with a GradScaler."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     torch.manual_seed(0)
@@ -57,6 +56,16 @@ def train_step_rate(name: str, batch: int, steps: int, device: str, channels_las
         scaler.update()
         return loss
 
+    return step
+
+
+def train_step_rate(name: str, batch: int, steps: int, device: str, channels_last: bool = True,
+                    precision: str = "32", num_classes: int = 1000, compile: bool = False,
+                    time_cap_s: float | None = None, warmup: int = 2) -> dict:
+    """`training_step` timed over `steps` steps (fewer when `time_cap_s` runs out). Returns images/s, step count
+    and, on CUDA, the peak memory."""
+    step = training_step(name, batch, device, channels_last, precision, num_classes, compile)
+    kind = device.split(":")[0]
     sync = torch.cuda.synchronize if kind == "cuda" else (lambda: None)
     for _ in range(warmup):  # allocator, cuDNN autotuning, compilation
         step()

@@ -1,0 +1,77 @@
+"""Where a CPU ablation job's time goes (conf/experiment/_ablation.yaml: tiny backbone, 999 classes, batch 128, one
+thread per job). Prints figures; asserts nothing.
+
+    python bench/bench_ablation.py            # ~1 min; run it with nothing else on the machine
+
+It measures, on one thread: the training step at batch B (single-view settings) and 2B (two-view settings embed
+both views in one batch); the share of the step's operators (torch.profiler); and the training loader per
+augmentation (decode + augment, no workers). From these it prints the sweep's compute in core-minutes and the
+wall-time floor on two cores with one job per core (the README's ablation section uses these figures).
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_train import loader_rate, train_step_rate, training_step  # noqa: E402
+
+
+def operator_shares(batch: int, classes: int, steps: int = 3) -> list[tuple[str, float]]:
+    """Self-CPU share of each operator over `steps` training steps (after two warm-up steps)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step = training_step("tiny", batch, "cpu", num_classes=classes)
+    step(), step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    return sorted(((e.key, e.self_cpu_time_total / total) for e in events), key=lambda t: -t[1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--classes", type=int, default=999)
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--images", type=int, default=19980, help="training images per epoch (the ablation preset)")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    print(f"torch {torch.__version__}, 1 thread, {os.cpu_count()} cores")
+
+    rates = {}
+    for views in (1, 2):
+        batch = args.batch * views
+        rates[views] = train_step_rate("tiny", batch, args.steps, "cpu", num_classes=args.classes)["images_per_s"]
+        print(f"training step, batch {batch} ({views} view{'s' * (views > 1)}): {rates[views]:.1f} images/s")
+    print(f"two-view step per image: {rates[1] / rates[2]:.2f}x the single-view cost")
+
+    print(f"\noperators of a batch-{args.batch} step (self CPU time):")
+    for name, share in operator_shares(args.batch, args.classes)[:8]:
+        print(f"  {name:40s} {100 * share:5.1f} %")
+
+    print("\ntraining loader, no workers (images/s of source images; two-view: both views):")
+    loader = {aug: loader_rate("ablation", args.batch, 0, 8, aug) for aug in ("flip", "adaface", "qgface_ours")}
+    for aug, rate in loader.items():
+        print(f"  {aug:12s} {rate:8.1f}")
+
+    seen = args.epochs * args.images
+    single = seen / rates[1] + seen / loader["adaface"]
+    double = 2 * seen / rates[2] + seen / loader["qgface_ours"]
+    total = (3 * single + 3 * double) / 60
+    print(f"\none job ({args.epochs} epochs x {args.images} images), training only: single-view {single / 60:.1f} "
+          f"core-min, two-view {double / 60:.1f} core-min")
+    print(f"six settings: {total:.1f} core-min of training; floor on 2 cores, one job per core: {total / 2:.1f} min "
+          "(plus validation and start-up)")
+
+
+if __name__ == "__main__":
+    main()
