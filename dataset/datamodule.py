@@ -167,7 +167,7 @@ class FaceDataModule(pl.LightningDataModule):
             # validation workers are never persistent: each is forked from the training process, and the pages it
             # writes (allocations reusing the parent's freed heap, Python refcounts) are copied. With one set per
             # loader, persistent workers kept one such copy per set alive for the whole run (MobileFaceNet on the
-            # demo preset: 8 workers x ~2 GB); now only the loader being read has a worker (docs/performance.md)
+            # demo preset: 8 workers x ~2 GB); now only the loader being read has workers (docs/performance.md)
             persistent_workers=data.persistent_workers and workers > 0 and train,  # True with 0 workers raises
             worker_init_fn=seed_worker,
         )

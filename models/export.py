@@ -178,8 +178,9 @@ def main(argv=None) -> dict:
 
     from models import build_backbone, load_pretrained
 
-    torch.manual_seed(args.seed)  # without a checkpoint the weights are random: the same file on every run
-    model = build_backbone(args.backbone)
+    with torch.random.fork_rng():  # without a checkpoint the weights are random: the same file on every run
+        torch.manual_seed(args.seed)
+        model = build_backbone(args.backbone)
     if args.checkpoint:
         load_pretrained(model, args.checkpoint)
         print(f"loaded {args.checkpoint}")

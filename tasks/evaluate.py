@@ -83,7 +83,10 @@ def model_label(cfg: DictConfig) -> str:
     if checkpoint.endswith(".onnx"):
         import onnx
 
-        meta = {p.key: p.value for p in onnx.load(checkpoint, load_external_data=False).metadata_props}
+        try:
+            meta = {p.key: p.value for p in onnx.load(checkpoint, load_external_data=False).metadata_props}
+        except Exception as err:  # only a label: re-scoring cached embeddings needs no model file
+            return f"ONNX, file not readable now: {type(err).__name__}"
         return f"ONNX {meta.get('name', 'unnamed')}, {meta.get('precision', 'fp32')}"
     return str(cfg.backbone.name)
 
