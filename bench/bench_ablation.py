@@ -3,10 +3,10 @@ thread per job). Prints figures; asserts nothing.
 
     python bench/bench_ablation.py            # ~1 min; run it with nothing else on the machine
 
-It measures, on one thread: the training step at batch B (single-view settings) and 2B (two-view settings embed
-both views in one batch); the share of the step's operators (torch.profiler); and the training loader per
-augmentation (decode + augment, no workers). From these it prints the sweep's compute in core-minutes and the
-wall-time floor on two cores with one job per core (the README's ablation section uses these figures).
+It measures, on one thread, in fp32 and bf16 autocast: the training step at batch B (single-view settings) and 2B
+(two-view settings embed both views in one batch); the share of the 2B step's operators (torch.profiler); and the
+training loader per augmentation (decode + augment, no workers). From these it prints the sweep's compute in
+core-minutes and the wall-time floor on two cores with one job per core (the README's ablation section).
 """
 
 import argparse
@@ -20,6 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_train import loader_rate, train_step_rate, training_step  # noqa: E402
+
+PRECISIONS = ("32", "bf16-mixed")
+# setting -> (views, loader augmentation whose cost it pays; C's L view is the AdaFace augmenter)
+SETTINGS = {"baseline": (1, "flip"), "A": (1, "adaface"), "B": (1, "adaface"), "C": (2, "adaface"),
+            "D": (2, "qgface_ours"), "qgface": (2, "qgface_ours")}
 
 
 def operator_shares(batch: int, classes: int, steps: int = 3) -> list[tuple[str, float]]:
@@ -48,14 +53,17 @@ def main() -> None:
     print(f"torch {torch.__version__}, 1 thread, {os.cpu_count()} cores")
 
     rates = {}
-    for views in (1, 2):
-        batch = args.batch * views
-        rates[views] = train_step_rate("tiny", batch, args.steps, "cpu", num_classes=args.classes)["images_per_s"]
-        print(f"training step, batch {batch} ({views} view{'s' * (views > 1)}): {rates[views]:.1f} images/s")
-    print(f"two-view step per image: {rates[1] / rates[2]:.2f}x the single-view cost")
+    for precision in PRECISIONS:
+        for views in (1, 2):
+            batch = args.batch * views
+            rates[precision, views] = train_step_rate("tiny", batch, args.steps, "cpu", precision=precision,
+                                                      num_classes=args.classes)["images_per_s"]
+            print(f"training step, {precision:10s} batch {batch} ({views} view{'s' * (views > 1)}): "
+                  f"{rates[precision, views]:6.1f} images/s")
+        print(f"  two-view step per image: {rates[precision, 1] / rates[precision, 2]:.2f}x the single-view cost")
 
-    print(f"\noperators of a batch-{args.batch} step (self CPU time):")
-    for name, share in operator_shares(args.batch, args.classes)[:8]:
+    print(f"\noperators of a batch-{2 * args.batch} fp32 step (self CPU time):")
+    for name, share in operator_shares(2 * args.batch, args.classes)[:8]:
         print(f"  {name:40s} {100 * share:5.1f} %")
 
     print("\ntraining loader, no workers (images/s of source images; two-view: both views):")
@@ -64,14 +72,14 @@ def main() -> None:
         print(f"  {aug:12s} {rate:8.1f}")
 
     seen = args.epochs * args.images
-    single = seen / rates[1] + seen / loader["adaface"]
-    double = 2 * seen / rates[2] + seen / loader["qgface_ours"]
-    total = (3 * single + 3 * double) / 60
-    print(f"\none job ({args.epochs} epochs x {args.images} images), training only: single-view {single / 60:.1f} "
-          f"core-min, two-view {double / 60:.1f} core-min")
-    print(f"six settings: {total:.1f} core-min of training; floor on 2 cores, one job per core: {total / 2:.1f} min "
-          "(plus validation and start-up)")
-
+    for precision in PRECISIONS:
+        minutes = {name: (views * seen / rates[precision, views] + seen / loader[aug]) / 60
+                   for name, (views, aug) in SETTINGS.items()}
+        total = sum(minutes.values())
+        print(f"\n{precision}: training core-minutes per job (step + loader, {args.epochs} epochs x {args.images} "
+              "images): " + ", ".join(f"{k} {v:.1f}" for k, v in minutes.items()))
+        print(f"  six settings: {total:.1f} core-min; floor on 2 cores, one job per core: {total / 2:.1f} min "
+              "(plus validation and start-up)")
 
 if __name__ == "__main__":
     main()
