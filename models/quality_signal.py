@@ -117,6 +117,8 @@ def plot_quality_signal(history: list[dict], path) -> Path:
         if any(key in e for e in history):
             gates.plot(epochs, [100 * e.get(key, np.nan) for e in history], style, marker="s", label=key)
     gates.set_ylabel("% of samples / pairs")
+    for ax in (left, right):
+        ax.set_xticks(epochs)  # whole epochs: the signal is measured once per epoch
     handles = right.get_legend_handles_labels()[0] + gates.get_legend_handles_labels()[0]
     right.legend(handles, [h.get_label() for h in handles], fontsize="small", loc="upper left")
     fig.tight_layout()
