@@ -51,6 +51,14 @@ def model_identity(path: str | Path, arch: str | None = None, flip_fusion: str |
     }
 
 
+def onnx_metadata(path: str | Path) -> dict[str, str]:
+    """An ONNX file's metadata_props (name, precision, colour order, preprocessing; written by models.export), read
+    from the graph file alone: no session is built and external weight data is not loaded."""
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
 ONNX_REQUIRED = ("color", "input_size", "mean", "std")
 
 

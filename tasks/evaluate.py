@@ -81,10 +81,10 @@ def model_label(cfg: DictConfig) -> str:
     """What was evaluated, for the printout: an ONNX file names itself (its metadata), a checkpoint the backbone."""
     checkpoint = str(cfg.checkpoint or "")
     if checkpoint.endswith(".onnx"):
-        import onnx
+        from inference.identity import onnx_metadata
 
         try:
-            meta = {p.key: p.value for p in onnx.load(checkpoint, load_external_data=False).metadata_props}
+            meta = onnx_metadata(checkpoint)
         except Exception as err:  # only a label: re-scoring cached embeddings needs no model file
             return f"ONNX, file not readable now: {type(err).__name__}"
         return f"ONNX {meta.get('name', 'unnamed')}, {meta.get('precision', 'fp32')}"

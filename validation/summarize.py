@@ -82,32 +82,19 @@ def setting_labels(overrides: list[tuple[str, ...]], names: list[str]) -> list[s
     return labels
 
 
-def _with_checkpoint(run_dir: Path, overrides: list[str]) -> list[str]:
-    """The overrides plus `checkpoint=<path>` from the run's config_resolved.yaml when the command line did not name
-    it (runs started from Python, not main.py)."""
-    if any(o.split("=", 1)[0].lstrip("+") == "checkpoint" for o in overrides):
-        return overrides
+def _with_resolved(run_dir: Path, overrides: list[str], keys: tuple[str, ...]) -> list[str]:
+    """The overrides plus `<key>=<value>` from the run's config_resolved.yaml for each key the command line did not
+    name, so a run is grouped by what it really used: the seed left at its default, or the checkpoint of a run
+    started from Python rather than main.py. Keys the file lacks (or a missing file) add nothing."""
+    named = {o.split("=", 1)[0].lstrip("+") for o in overrides}
+    missing = [k for k in keys if k not in named]
     path = run_dir / "config_resolved.yaml"
-    if not path.is_file():
+    if not missing or not path.is_file():
         return overrides
     import yaml
 
-    checkpoint = (yaml.safe_load(path.read_text()) or {}).get("checkpoint")
-    return overrides + [f"checkpoint={checkpoint}"] if checkpoint else overrides
-
-
-def _with_seed(job_dir: Path, overrides: list[str]) -> list[str]:
-    """The overrides plus `seed=<value>` from the job's config_resolved.yaml when the command line left the seed at
-    its default, so a run is grouped by the seed it really used (runs without that file count as the default)."""
-    if any(o.split("=", 1)[0].lstrip("+") == "seed" for o in overrides):
-        return overrides
-    path = job_dir / "config_resolved.yaml"
-    if not path.is_file():
-        return overrides
-    import yaml
-
-    seed = (yaml.safe_load(path.read_text()) or {}).get("seed")
-    return overrides + [f"seed={seed}"] if seed is not None else overrides
+    resolved = yaml.safe_load(path.read_text()) or {}
+    return overrides + [f"{k}={resolved[k]}" for k in missing if resolved.get(k) not in (None, "")]
 
 
 def collect_runs(sweeps) -> list[dict]:
@@ -122,9 +109,9 @@ def collect_runs(sweeps) -> list[dict]:
         for job in jobs:
             metrics, reason = read_metrics(job)
             name = job.name if len(sweeps) == 1 or job == sweep else f"{sweep.name}/{job.name}"
-            overrides = _with_seed(job, read_overrides(job))
-            if job == sweep:  # a single run dir: its rows are labelled by the checkpoint it evaluated
-                overrides = _with_checkpoint(job, overrides)
+            # a single run dir's rows are labelled by the checkpoint it evaluated
+            keys = ("seed", "checkpoint") if job == sweep else ("seed",)
+            overrides = _with_resolved(job, read_overrides(job), keys)
             runs.append({"name": name, "overrides": overrides, "metrics": metrics, "reason": reason})
     return runs
 
