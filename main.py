@@ -1,7 +1,7 @@
 """Entry point: `python main.py [group=option ...] [key=value ...]`.
 
-No arguments = the CPU demo (synthetic benchmark, tiny backbone, AdaFace). `task=` picks what to run:
-train (default), evaluate, calibrate, export, embed, compare, enroll, identify. See conf/config.yaml and the README.
+No arguments = the CPU demo (synthetic benchmark, tiny backbone, AdaFace). `task=<name>` picks what to run: one of
+conf/task/*.yaml (train by default), run by `tasks.<name>.run(cfg)`. See conf/config.yaml.
 """
 
 import importlib
@@ -14,18 +14,6 @@ import tasks  # noqa: F401  (registers the config schemas before Hydra composes)
 from tasks.config_schema import validate_config
 
 log = logging.getLogger(__name__)
-
-# task=<name> -> (module, function taking the resolved config); imported lazily so each task loads only what it needs
-TASK_RUNNERS = {
-    "train": ("tasks.train", "run_train"),
-    "evaluate": ("tasks.evaluate", "run_evaluate"),
-    "calibrate": ("tasks.calibrate", "run_calibrate"),
-    "export": ("tasks.export", "run_export"),
-    "embed": ("tasks.embed", "run_embed_task"),
-    "compare": ("tasks.compare", "run_compare_task"),
-    "enroll": ("tasks.enroll", "run_enroll_task"),
-    "identify": ("tasks.identify", "run_identify_task"),
-}
 
 
 def route_lightning_logs_to_hydra() -> None:
@@ -49,8 +37,8 @@ def main(cfg: DictConfig) -> None:
 
         torch.set_num_threads(cfg.num_threads)
 
-    module_name, function_name = TASK_RUNNERS[cfg.task]
-    getattr(importlib.import_module(module_name), function_name)(cfg)
+    # imported lazily, so each task loads only what it needs; validate_config checked the name (tasks.schemas.TASKS)
+    importlib.import_module(f"tasks.{cfg.task}").run(cfg)
 
 
 if __name__ == "__main__":

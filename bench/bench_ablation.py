@@ -11,15 +11,9 @@ core-minutes and a wall-time estimate for two cores with one job per core (the R
 
 import argparse
 import os
-import sys
-from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench_train import loader_rate, train_step_rate, training_step  # noqa: E402
+from bench_train import loader_rate, train_step_rate, training_step
 
 PRECISIONS = ("32", "bf16-mixed")
 # setting -> (views, loader augmentation whose cost it pays; C's L view is the AdaFace augmenter)

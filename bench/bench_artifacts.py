@@ -1,5 +1,6 @@
 """Size and CPU speed of ONNX artifacts (fp32 / int8 / fp16): single-face latency at batch 1 (p50 / p95) and
-throughput at batch 32, on a fixed number of ONNX Runtime threads (docs/deployment.md section 1).
+throughput at batch 32, on a fixed number of ONNX Runtime threads
+(docs/deployment.md, "Quantized and half-precision ONNX").
 
     python bench/bench_artifacts.py m.onnx m_int8.onnx [m_fp16.onnx] [--threads 1] [--runs 200] [--json out.json]
 
@@ -10,14 +11,12 @@ Inputs are random normalised images (speed does not depend on the pixels).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def session(path: str, threads: int):

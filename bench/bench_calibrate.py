@@ -11,16 +11,12 @@ held-out split (the bootstrap itself), then the held-out split alone. Peak memor
 
 import argparse
 import resource
-import sys
 import time
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from validation.calibration import DEFAULT_FARS, PairScores, calibrate  # noqa: E402
+from validation.calibration import DEFAULT_FARS, PairScores, calibrate
 
 N_SUBJECTS, N_GENUINE, N_IMPOSTOR = 1_845, 10_270, 8_000_000
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,10 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from dataset.convert import write_insightface_rec  # noqa: E402
-from dataset.readers import TrainRecordDataset, decode_image, to_chw_tensor  # noqa: E402
+from dataset.convert import write_insightface_rec
+from dataset.readers import TrainRecordDataset, decode_image, to_chw_tensor
 
 
 def face_like_jpegs(n: int, seed: int = 0) -> list[bytes]:

@@ -11,17 +11,14 @@ in-memory float32 image features. Peak RSS is the whole process's high-water mar
 
 import argparse
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from validation import identification, ijb  # noqa: E402
-from validation.verification import evaluate, evaluate_loop  # noqa: E402
+from validation import identification, ijb
+from validation.verification import evaluate, evaluate_loop
 
 N_IMAGES, N_TEMPLATES, N_SUBJECTS = 227_630, 12_115, 1_845
 N_GENUINE, N_IMPOSTOR = 10_270, 8_000_000

@@ -1,4 +1,5 @@
-"""Cost of the folder evaluation protocol against the embedding it needs (docs/evaluation.md section 9).
+"""Cost of the folder evaluation protocol against the embedding it needs
+(docs/evaluation.md, "Your own faces: the `folders` protocol").
 
     python bench/bench_folders_eval.py [--images 2000] [--pairs 10000] [--levels blur,lowres,jpeg] [--threads N]
 
@@ -21,10 +22,8 @@ import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from models import build_backbone, preprocess  # noqa: E402
-from validation.protocols import SetEmbeddings, build_protocol  # noqa: E402
+from models import build_backbone, preprocess
+from validation.protocols import SetEmbeddings, build_protocol
 
 
 def write_folders(root: Path, images: int, per_identity: int = 5) -> None:

@@ -10,7 +10,6 @@ Detection uses the real test photos and MTCNN weights (SHARED below; skipped if 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -18,13 +17,10 @@ import cv2
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from alignment.align import align_face
+from inference.backends import TorchBackend
 
-from alignment.align import align_face  # noqa: E402
-from inference.backends import TorchBackend  # noqa: E402
-
-SHARED = REPO.parent / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def bench_detection(repeats: int) -> None:

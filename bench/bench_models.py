@@ -8,17 +8,13 @@ GFLOPs are counted by torch.utils.flop_counter for one 112x112 image (FLOPs = 2 
 """
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import models  # noqa: E402
+import models
 
 
 def count_gflops(model: torch.nn.Module, size: int) -> float:

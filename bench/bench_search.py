@@ -1,4 +1,4 @@
-"""1:N search at scale: exact numpy top-1 against a FAISS IVF-Flat index (docs/deployment.md section 3).
+"""1:N search at scale: exact numpy top-1 against a FAISS IVF-Flat index (docs/deployment.md, "1:N identification").
 
     python bench/bench_search.py [--size 1000000] [--dim 512] [--probes 1000] [--threads 2] [--json out.json]
 
@@ -18,16 +18,11 @@ from __future__ import annotations
 import argparse
 import math
 import resource
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from inference.search import ExactIndex, IvfIndex, pick_nprobe, recall_sweep  # noqa: E402
+from inference.search import ExactIndex, IvfIndex, pick_nprobe, recall_sweep
 
 
 def unit_rows(rng, n: int, dim: int, basis: np.ndarray | None = None, share: float = 0.9,

@@ -8,16 +8,12 @@ of the data loader. Prints figures; asserts nothing.
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from losses import build_head  # noqa: E402
-from models import build_backbone, preprocess  # noqa: E402
+from losses import build_head
+from models import build_backbone, preprocess
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 

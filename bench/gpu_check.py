@@ -40,8 +40,6 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
 DATASHEET_BF16_TFLOPS = {"H200": 989.4, "H100": 989.4, "A100": 312.0}  # dense, by the vendors' datasheets
 IJBB_IMAGES, IJBB_TEMPLATES, IJBB_PAIRS = 227_630, 12_115, 8_010_270
@@ -245,7 +243,7 @@ def _main_loop_row(cfg, device, work, workers: int, bare_rate: float, tag: str, 
     overrides = [f"data=synthetic_{cfg['preset']}", f"backbone={name}", f"data.batch_size={batch}",
                  f"data.num_workers={workers}", "augmentation=adaface", "validation.sets=[]",
                  f"trainer.max_steps={cfg['main_steps']}", "trainer.max_epochs=100", "logger=none", "callbacks=none",
-                 "+callbacks.throughput._target_=models.throughput.TrainingThroughput",
+                 "+callbacks.throughput._target_=training.throughput.TrainingThroughput",
                  "+callbacks.throughput.warmup_steps=3", "trainer.enable_progress_bar=false", "print_config=false",
                  *(["trainer=gpu"] if device == "cuda" else []), *extra]
     rc, tail = run_main(overrides, run_dir, {"FACE_CACHE_DIR": str(cache)}, timeout=cfg["main_timeout_s"])
@@ -352,7 +350,7 @@ def _embedding_rate(cfg, device, name: str) -> dict:
     import torch
 
     from models import build_backbone, preprocess
-    from validation.fusion import fuse
+    from validation.flip_fusion import fuse
 
     model = build_backbone(name).to(device).to(memory_format=torch.channels_last).eval()
     batch = cfg["val_batch"]

@@ -5,8 +5,8 @@
 
 Samples every `--interval` seconds: the machine's used memory (MemTotal - MemAvailable) over its value at start, and
 the proportional set size (PSS: shared pages split between the processes sharing them) of every process in the tree.
-At the sample with the highest used memory it prints the process count and each process's PSS (docs/performance.md
-section 5).
+At the sample with the highest used memory it prints the process count and each process's PSS (docs/performance.md,
+"Memory of the loader workers").
 """
 
 import argparse

@@ -5,6 +5,10 @@ same directory (a rename across filesystems would be a copy), and a failed write
 A killed writer cannot clean up; its temporary file carries its process id, and the next write of the same target
 removes temporaries whose process is gone, so litter never accumulates.
 
+Directories are published the same way (`stage_dir`, then `publish_dir`): a complete staging directory replaces the
+target by rename, with the previous one moved aside until the new one is in place; `recover_dir` undoes what a killed
+publisher left.
+
 Test hook: with `FACE_TEST_KILL_WRITER_AFTER_BYTES=N` in the environment a writer kills its own process with SIGKILL
 after writing N bytes (the chaos test uses it to kill a run in the middle of a checkpoint write).
 """
@@ -14,6 +18,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import secrets
+import shutil
 import signal
 import tempfile
 from collections.abc import Iterator
@@ -22,14 +29,16 @@ from pathlib import Path
 KILL_AFTER_BYTES_ENV = "FACE_TEST_KILL_WRITER_AFTER_BYTES"
 
 
-def _file_mode() -> int:
-    """What `open()` would give a new file: 0o666 minus the process umask (mkstemp alone gives 0o600)."""
+def _umask() -> int:
+    """The process umask (read by setting it, so read once): `open()` and `mkdir` honour it, mkstemp and mkdtemp
+    give 0o600 / 0o700 whatever it is."""
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
 
 
-_FILE_MODE = _file_mode()
+_FILE_MODE = 0o666 & ~_umask()
+_DIR_MODE = 0o777 & ~_umask()
 
 
 def pid_alive(pid: int) -> bool:
@@ -127,3 +136,83 @@ def write_text(path, text: str) -> Path:
 
 def write_json(path, obj, indent: int = 2) -> Path:
     return write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------- directories
+# Leftovers of a directory publication carry the writer's pid, like the file temporaries above:
+# `.<name>.tmp-<pid>-<random>` (the staging directory) and `.<name>.old-<pid>-<random>` (the previous directory,
+# moved aside while the new one is renamed into place).
+
+
+def _leftovers(final: Path) -> list[tuple[Path, str, int]]:
+    """(path, kind, pid) of every staging or aside directory of `final`, any process."""
+    pattern = re.compile(rf"^\.{re.escape(final.name)}\.(tmp|old)-(\d+)-\w+$")
+    found = []
+    if final.parent.is_dir():
+        for entry in final.parent.iterdir():
+            match = pattern.match(entry.name)
+            if match:
+                found.append((entry, match.group(1), int(match.group(2))))
+    return found
+
+
+def recover_dir(final) -> list[Path]:
+    """Undo what publishers of `final` that no longer run (same host) left; returns what was removed.
+
+    A publisher killed between moving the previous directory aside and renaming the new one into place leaves no
+    `final`: the newest aside directory comes back. Staging directories and the other aside directories go."""
+    final = Path(final)
+    dead, live_aside = [], False
+    for path, kind, pid in _leftovers(final):
+        if pid != os.getpid() and not pid_alive(pid):
+            dead.append((path, kind))
+        else:
+            live_aside |= kind == "old"
+    aside = sorted((path for path, kind in dead if kind == "old"), key=lambda p: p.stat().st_mtime_ns)
+    if aside and not final.exists() and not live_aside:  # a live publisher between its two renames owns the gap
+        with contextlib.suppress(OSError):  # a concurrent recovery may have restored it first
+            os.replace(aside.pop(), final)
+    removed = []
+    for path, _kind in dead:
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def stage_dir(final) -> Path:
+    """A fresh empty staging directory beside `final` for `publish_dir` (same filesystem, so the rename is atomic);
+    leftovers of dead publishers of `final` are recovered first."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    recover_dir(final)
+    stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=final.parent))
+    os.chmod(stage, _DIR_MODE)
+    return stage
+
+
+def publish_dir(stage, final) -> Path:
+    """Publish the fully written directory `stage` (from `stage_dir`) as `final`: a reader sees the previous
+    complete directory or the new one, never a mix.
+
+    Sequence: move the previous `final` aside, rename `stage` into place, delete the aside copy; a kill at any point
+    leaves leftovers that `recover_dir` (run by the next `stage_dir` of the same target) resolves. When a concurrent
+    publisher of the same `final` renames its directory into place first, theirs is kept and `stage` is deleted."""
+    stage, final = Path(stage), Path(final)
+    if not stage.is_dir():
+        raise FileNotFoundError(f"publish_dir: staging directory {stage} does not exist")
+    recover_dir(final)
+    aside = final.with_name(f".{final.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+    with contextlib.suppress(FileNotFoundError):  # no previous directory (or a concurrent publisher moved it)
+        os.replace(final, aside)
+    try:
+        os.replace(stage, final)
+    except OSError:
+        if not final.is_dir():  # not a race: put the previous directory back and report
+            if aside.exists():
+                os.replace(aside, final)
+            raise
+        shutil.rmtree(stage, ignore_errors=True)  # another publisher's complete directory took the place
+    fsync_directory(final.parent)
+    shutil.rmtree(aside, ignore_errors=True)
+    return final

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing as mp
+import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 MODES = ("threads", "processes")
+
+
+def default_workers(cap: int) -> int:
+    """Workers when the caller names none: one per core, at most `cap` (callers choose the cap by the pool they run:
+    threads share the caller's memory, forked processes each start as a copy of it)."""
+    return max(1, min(int(cap), os.cpu_count() or 1))
 
 
 class OrderedPool:

@@ -1,7 +1,7 @@
 """Training augmentations on numpy/OpenCV (no torchvision): callables `np.ndarray (H, W, 3) uint8 BGR -> same`.
 
 - `AdaFaceAugmenter`: crop kept in place on a black canvas -> low resolution -> photometric jitter, each with its own
-  probability (0.2 in the AdaFace recipe) (docs/method.md section 3).
+  probability (0.2 in the AdaFace recipe) (docs/method.md, "Augmentations (`dataset/augment.py`)").
 - `QGFaceDegradation`: QGFace's "Ours" L-view degradation: optional crop / rotation / jitter, then always
   downscale to 10-50 % + JPEG 75 + upscale with independently drawn interpolations.
 - `RandomHorizontalFlip`, `Compose`.

@@ -3,7 +3,7 @@
 - `make_rec`: QGFace-compatible packing of a list of image paths (key i = position i).
 - `write_insightface_rec` / `pack_identity_folders`: InsightFace `train.rec`/`train.idx` (header0 + identity records).
 - `unpack_rec`: a `.rec` back into `<out>/<label>/<key>.<ext>` image folders.
-- `load_bin` / `write_bin` (defined in `dataset.formats`, re-exported here): verification `.bin` pickles.
+- `bin-info` / `bin-unpack`: verification `.bin` pickles (read and written by `dataset.formats`).
 
 Every writer works under temporary names and renames the `.rec` first and the `.idx` last, so an interrupted run
 never leaves a pair that looks complete. Command line: `python -m dataset.convert --help`.
@@ -12,7 +12,6 @@ never leaves a pair that looks complete. Command line: `python -m dataset.conver
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -21,25 +20,16 @@ import numpy as np
 
 from common import atomic
 from common.images import IMAGE_EXTENSIONS, is_image_file
-from common.parallel import ordered_map
+from common.parallel import default_workers, ordered_map
 from dataset import recordio
-from dataset.formats import (  # noqa: F401  (re-exported: `from dataset.convert import load_bin` keeps working)
-    RecPairWriter,
-    UnsafeBinError,
-    check_pack,
-    encode_image,
-    image_keys,
-    label_to_int,
-    load_bin,
-    open_rec,
-    write_bin,
-)
+from dataset.formats import RecPairWriter, check_pack, encode_image, image_keys, label_to_int, load_bin, open_rec
 
 _HEADER0_LABEL_SIZE = 2
 
 
-def default_workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
+# Packing runs OpenCV codecs on threads, which release the GIL and share the caller's memory: a higher cap than the
+# synthetic renderer's forked processes (dataset.synthetic.jobs.RENDER_WORKER_CAP).
+PACK_WORKER_CAP = 8
 
 
 # ---------------------------------------------------------------- small helpers
@@ -85,7 +75,7 @@ def make_rec(
     """
     data_root = Path(data_root)
     paths = list(image_paths)
-    workers = default_workers() if num_workers is None else num_workers
+    workers = default_workers(PACK_WORKER_CAP) if num_workers is None else num_workers
 
     def resolve(path) -> Path:
         p = Path(path)
@@ -136,7 +126,7 @@ def write_insightface_rec(
     record per identity group with label [first_key, end_key). Returns {'num_images': N, 'num_classes': C,
     'labels': list of group labels in order}.
     """
-    workers = default_workers() if num_workers is None else num_workers
+    workers = default_workers(PACK_WORKER_CAP) if num_workers is None else num_workers
     groups: list[tuple[int, int, int]] = []  # (label, first_key, end_key)
     seen: set[int] = set()
     items = iter(items)
@@ -319,13 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", choices=["index", "parent"], default="index",
                    help="label = position in the list (QGFace default) or the parent folder's index (sorted)")
     p.add_argument("--reencode", action="store_true", help="re-encode as JPEG instead of storing the file bytes")
-    p.add_argument("--workers", type=int, default=default_workers())
+    p.add_argument("--workers", type=int, default=default_workers(PACK_WORKER_CAP))
 
     p = sub.add_parser("pack-folders", help="pack root/<identity>/<image> into an InsightFace train.rec/.idx")
     p.add_argument("root")
     p.add_argument("out_dir")
     p.add_argument("--name", default="train")
-    p.add_argument("--workers", type=int, default=default_workers())
+    p.add_argument("--workers", type=int, default=default_workers(PACK_WORKER_CAP))
 
     p = sub.add_parser("unpack", help="write the images of a .rec into <out_dir>/<label>/<key>.<ext>")
     p.add_argument("rec")

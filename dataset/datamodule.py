@@ -44,7 +44,7 @@ def _missing_dataset_error(data_cfg, rec: Path) -> FileNotFoundError:
         f"(InsightFace RecordIO layout, {data_cfg.num_classes} identities). Set FACE_DATA_ROOT (or paths.data_root, "
         f"or data.root) to the folder holding it, or pack aligned 112x112 faces laid out as "
         f"<folder>/<identity>/<image> with `python -m dataset.convert pack-folders <folder> {rec.parent}` "
-        f"(see the README).")
+        f"(docs/data.md, 'Training datasets').")
 
 
 def resolve_training_data(data, cache_dir) -> TrainingData:
@@ -165,9 +165,9 @@ class FaceDataModule(pl.LightningDataModule):
             num_workers=workers,
             pin_memory=self._pin_memory(),
             # validation workers are never persistent: each is forked from the training process, and the pages it
-            # writes (allocations reusing the parent's freed heap, Python refcounts) are copied. With one set per
-            # loader, persistent workers kept one such copy per set alive for the whole run (MobileFaceNet on the
-            # demo preset: 8 workers x ~2 GB); now only the loader being read has workers (docs/performance.md)
+            # writes (allocations reusing the parent's freed heap, Python refcounts) are copied; persistent workers
+            # would keep one such copy per validation set alive for the whole run, so only the loader being read has
+            # workers (docs/performance.md, "Memory of the loader workers")
             persistent_workers=data.persistent_workers and workers > 0 and train,  # True with 0 workers raises
             worker_init_fn=seed_worker,
         )

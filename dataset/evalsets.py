@@ -13,7 +13,6 @@ so validation has one reader for every identification/template protocol.
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common.atomic import atomic_write, pid_alive
+from common.atomic import atomic_write, publish_dir, recover_dir, stage_dir
 from dataset import recordio
 from dataset.decode import decode_checked
 
@@ -36,18 +35,6 @@ def _encode(img_or_bytes, quality: int) -> bytes:
     if not ok:
         raise ValueError("JPEG encoding failed")
     return buf.tobytes()
-
-
-def _recover_set_dir(out_dir: Path) -> None:
-    """Undo what a killed `write_packed_set` left: its temporary folder, or the previous set moved aside."""
-    for leftover in out_dir.parent.glob(f".{out_dir.name}.*-*"):
-        kind, _, pid = leftover.name[len(out_dir.name) + 2:].partition("-")
-        if not pid.isdigit() or pid_alive(int(pid)):
-            continue
-        if kind == "old" and not out_dir.exists():
-            os.replace(leftover, out_dir)  # killed between the two renames: the previous set comes back
-        elif kind in ("old", "tmp"):
-            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def write_packed_set(
@@ -68,11 +55,7 @@ def write_packed_set(
     for required in REQUIRED_COLUMNS[::-1]:
         if required not in columns:
             columns.insert(0, required)
-    _recover_set_dir(out_dir)
-    tmp_dir = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    if tmp_dir.exists():
-        shutil.rmtree(tmp_dir)
-    tmp_dir.mkdir(parents=True)
+    tmp_dir = stage_dir(out_dir)
     try:
         record = recordio.MXIndexedRecordIO(str(tmp_dir / "images.idx"), str(tmp_dir / "images.rec"), "w")
         with atomic_write(tmp_dir / "meta.csv", "w", newline="") as meta_file:
@@ -96,11 +79,7 @@ def write_packed_set(
                 target.write_bytes(content)
             else:
                 target.write_text(str(content))
-        old_dir = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        if out_dir.exists():
-            os.replace(out_dir, old_dir)  # the previous set stays whole until the new one is in place
-        os.replace(tmp_dir, out_dir)
-        shutil.rmtree(old_dir, ignore_errors=True)
+        publish_dir(tmp_dir, out_dir)  # the previous set stays whole until the new one is in place
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
@@ -123,6 +102,8 @@ class PackedSet:
     def __init__(self, directory, swap_rb: bool = False):
         self.directory = Path(directory)
         self.swap_rb = swap_rb
+        if not self.directory.is_dir():  # a writer killed between its two renames: the previous set comes back
+            recover_dir(self.directory)
         meta_path = self.directory / "meta.csv"
         for path in (meta_path, self.directory / "images.rec", self.directory / "images.idx"):
             if not path.is_file():

@@ -1,8 +1,9 @@
 """What the project's files look like on disk, shared by the writers (`dataset.convert`) and readers.
 
 - RecordIO packs: `open_rec`, `image_keys` (InsightFace header0 aware), `label_to_int` (scalar or array labels);
-  byte layout in docs/formats.md section 1.
-- Verification `.bin` files: `load_bin` (restricted unpickler) and `write_bin` (docs/formats.md section 2).
+  byte layout in (docs/formats.md, "RecordIO (`.rec` / `.idx`)").
+- Verification `.bin` files: `load_bin` (restricted unpickler) and `write_bin`
+  (docs/formats.md, "Verification `.bin` (InsightFace)").
 - `encode_image`: the one image-to-bytes rule of every writer (bytes unchanged, arrays as JPEG, BGR).
 """
 

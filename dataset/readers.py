@@ -220,7 +220,8 @@ class DegradedImagesDataset(Dataset):
     """Image files at named degradation levels (`dataset.synthetic.quality.DEGRADATIONS`) -> `(img, index)`.
 
     `items` lists `(path index, level name)`; item k is `paths[i]` read, resized to `size` if needed, and degraded at
-    that level (deterministic). Used by the folder evaluation protocol (docs/evaluation.md section 8)."""
+    that level (deterministic). Used by the folder evaluation protocol
+    (docs/evaluation.md, "Your own faces: the `folders` protocol")."""
 
     def __init__(self, paths: Sequence, items: Sequence[tuple[int, str]], size: int = 112,
                  transform: Transform | None = None):

@@ -1,7 +1,7 @@
 """RecordIO (.rec/.idx) reader and writer, byte-compatible with mxnet.recordio / dmlc-core.
 
 A drop-in for the names people know from mxnet: IRHeader, pack, unpack, pack_img, unpack_img, MXRecordIO,
-MXIndexedRecordIO. Format: docs/formats.md section 1.
+MXIndexedRecordIO. Format: (docs/formats.md, "RecordIO (`.rec` / `.idx`)").
 
 Reading uses os.pread on a descriptor opened lazily per process, so an object created before a DataLoader forks
 its workers reads correctly in every worker (no shared file offset). Corrupt input raises RecordIOError naming

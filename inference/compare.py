@@ -9,7 +9,8 @@ With ``thresholds="thresholds.json"`` (written by task=calibrate for this very m
 model is refused) every pair also gets a decision at the calibrated FAR ``far``: ``match`` (similarity above the
 threshold), ``no match``, or ``rejected: low quality`` (the lower feature norm of the two faces is below the
 quality threshold of the error-versus-discard analysis). The images are then embedded with the flip fusion the
-threshold was calibrated with (docs/evaluation.md section 10).
+threshold was calibrated with
+(docs/evaluation.md, "Threshold calibration, error-versus-discard, score fusion (`task=calibrate`)").
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from common import atomic
 from inference.backends import Backend, build_backend
 from inference.embedder import embed_images, list_images, write_skipped
 from inference.faces import FaceAligner
-from inference.identity import load_thresholds, model_identity, pick_threshold
+from inference.model_identity import load_thresholds, model_identity, pick_threshold
 
 
 def _collect(paths) -> list[Path]:
@@ -69,7 +70,7 @@ def save_heatmap(sim: np.ndarray, rows: list[str], cols: list[str], path: Path) 
 def decision_rule(thresholds, checkpoint, arch: str | None, far: float, protocol: str | None,
                   backbone_kwargs: dict | None = None) -> dict:
     """{threshold, quality, flip_fusion, protocol, far} from a thresholds file, after checking it was calibrated
-    for this model (inference.identity.load_thresholds refuses another model's file)."""
+    for this model (inference.model_identity.load_thresholds refuses another model's file)."""
     if checkpoint is None:
         raise ValueError("decisions from a thresholds file need the model file (checkpoint=...) to check that the "
                          "thresholds were calibrated for it")

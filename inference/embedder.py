@@ -21,8 +21,8 @@ from common import atomic
 from common.images import is_image_file
 from inference.backends import Backend, build_backend
 from inference.faces import FaceAligner, FaceCrop
-from inference.identity import model_identity
-from validation.fusion import fuse
+from inference.model_identity import model_identity
+from validation.flip_fusion import fuse
 
 
 def list_images(input_path: str | Path) -> list[Path]:
@@ -46,7 +46,7 @@ class EmbedOutput:
 def embed_images(paths, backend: Backend, aligner: FaceAligner, batch_size: int = 32,
                  progress: bool = True, desc: str = "embed", flip_fusion: str | None = None) -> EmbedOutput:
     """Align and embed `paths` in batches; faceless or unreadable images go to `skipped`. `flip_fusion` (a mode of
-    `validation.fusion`) also embeds each mirrored crop and fuses the two, as the validation protocols do."""
+    `validation.flip_fusion`) also embeds each mirrored crop and fuses the two, as the validation protocols do."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     faces, skipped, embs, norms, pending = [], [], [], [], []

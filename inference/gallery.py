@@ -1,5 +1,6 @@
-"""The 1:N gallery: its file (one `.npz` without pickled objects, docs/formats.md section 6), the model check, the
-top-k identity search and the open-set threshold at a target FPIR (docs/deployment.md section 3).
+"""The 1:N gallery: its file (one `.npz` without pickled objects;
+docs/formats.md, "Gallery file (`inference/gallery.py`, written by task=enroll)"), the model check, the top-k identity
+search and the open-set threshold at a target FPIR (docs/deployment.md, "1:N identification").
 
 Rows are unit embeddings; an identity may have several rows, and its score for a probe is its best row.
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from common import atomic
-from inference.identity import CHECKED_FIELDS, file_sha256, select_protocol
+from inference.model_identity import CHECKED_FIELDS, file_sha256, select_protocol
 from inference.search import ExactIndex, IvfIndex
 
 FORMAT = "mqface-gallery"
@@ -29,7 +30,7 @@ class Gallery:
     labels: np.ndarray  # [N] int64, index into `identities`
     identities: list[str]
     sources: list[str]  # row -> where the embedding came from (image path)
-    model: dict  # inference.identity.model_identity of the embedder, flip_fusion included
+    model: dict  # inference.model_identity.model_identity of the embedder, flip_fusion included
     thresholds: dict | None = None  # {file, sha256} of the thresholds.json the gallery was made with
     index: dict | None = None  # {kind: ivf, nlist, nprobe, sweep, build_s} when an IVF index is stored
     ivf: np.ndarray | None = field(default=None, repr=False)  # the serialized FAISS index (uint8)

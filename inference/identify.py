@@ -1,5 +1,5 @@
-"""1:N identification: enroll identities into a gallery file, identify probes against it (docs/deployment.md
-section 3). `tasks.enroll` and `tasks.identify` are the Hydra front ends.
+"""1:N identification: enroll identities into a gallery file, identify probes against it (docs/deployment.md,
+"1:N identification"). `tasks.enroll` and `tasks.identify` are the Hydra front ends.
 
     run_enroll("people/", "gallery.npz", checkpoint="model.onnx")          # people/<identity>/<images>
     run_identify("probes/", "gallery.npz", "out/", checkpoint="model.onnx", k=5, fpir=0.01)
@@ -35,7 +35,7 @@ from inference.gallery import (
     threshold_from_nonmated,
     thresholds_reference,
 )
-from inference.identity import file_sha256, load_thresholds, model_identity
+from inference.model_identity import file_sha256, load_thresholds, model_identity
 from inference.search import ExactIndex, IvfIndex, noisy_queries, pick_nprobe, recall_sweep
 
 log = logging.getLogger(__name__)

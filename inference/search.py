@@ -1,5 +1,5 @@
 """Top-k search of unit embeddings by cosine similarity: exact (numpy, the default) or a FAISS IVF-Flat index for
-large galleries (docs/deployment.md section 3).
+large galleries (docs/deployment.md, "1:N identification").
 
 Both return (scores [Q, k] float32 descending, rows [Q, k] int64); rows are gallery row numbers (-1 where the
 index found fewer than k candidates: IVF with few probed lists).

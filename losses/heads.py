@@ -1,4 +1,4 @@
-"""Margin heads (docs/method.md section 2): AdaFace, ArcFace, CosFace and a plain softmax classifier.
+"""Margin heads (docs/method.md, "Margin heads"): AdaFace, ArcFace, CosFace and a plain softmax classifier.
 
 Every head has a `kernel` parameter `[embedding_size, num_classes]` (columns = class centres) and shares
 `forward(embeddings, norms, labels) -> logits [B, C]`; the caller applies cross-entropy.

@@ -1,7 +1,8 @@
 """Training objectives: what the LightningModule minimises given the head and a step's embeddings.
 
-Interface (team contract): `objective(head, embeddings, norms, labels, num_views) -> (loss, logs)` where embeddings
-[V*B, D] and norms [V*B, 1] stack the views (rows 0..B-1 = view 0 = L, rows B..2B-1 = view 1 = H) and labels has B
+Interface (what `training.lit_module` calls every training step):
+`objective(head, embeddings, norms, labels, num_views) -> (loss, logs)` where embeddings [V*B, D] and norms [V*B, 1]
+stack the views (rows 0..B-1 = view 0 = L, rows B..2B-1 = view 1 = H; docs/method.md, "QGFace") and labels has B
 rows. `logs` maps metric names to detached float tensors (the LightningModule logs them every step).
 
 - `classification`: cross-entropy of the head logits over all V*B rows (settings Baseline, A and D).
@@ -47,7 +48,7 @@ class ClassificationObjective(nn.Module):
 
 @OBJECTIVES.register("qgface")
 class QGFaceObjective(nn.Module):
-    """QGFace: L = L_cls(gated) + w * L_con, with the released code's step order (docs/method.md section 4).
+    """QGFace: L = L_cls(gated) + w * L_con, with the released code's step order (docs/method.md, "Step order").
 
     1. Classification of all V*B rows through the head (for AdaFace its EMA norm statistics come from those V*B
        norms); quality n = (head.last_margin_scaler + 1) / 2 of that same forward; each logit row is multiplied by

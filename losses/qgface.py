@@ -1,4 +1,4 @@
-"""QGFace building blocks: the quality partition gates and the queue-based contrastive loss (docs/method.md section 4).
+"""QGFace building blocks: the quality partition gates and the queue-based contrastive loss (docs/method.md, "QGFace").
 
 Quality is read off the AdaFace head: `n = (margin_scaler + 1) / 2` in [0, 1] (no gradient). With threshold `b`:
 - classification gate (a soft "n > b"): `sigmoid(2 * s * (n - b))` multiplies a sample's whole logit row;

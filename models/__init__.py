@@ -6,7 +6,7 @@
 """
 
 from models import ir, iresnet, mobilefacenet, tiny  # noqa: F401  (imports register the backbones)
-from models.checkpoint import load_pretrained
+from models.pretrained import load_pretrained
 from models.registry import (
     BACKBONES,
     backbone_arguments,

@@ -1,7 +1,7 @@
 """AdaFace IR / IR-SE backbones with AdaFace's module tree, so released checkpoints load without key mapping.
 
 State-dict keys: `input_layer.*`, `body.<flat unit index>.res_layer.*` / `.shortcut_layer.*`, `output_layer.*`
-(docs/method.md section 1). Input is BGR normalised with (x/255-0.5)/0.5.
+(docs/method.md, "IR and IR-SE, AdaFace layout"). Input is BGR normalised with (x/255-0.5)/0.5.
 """
 
 import torch

@@ -1,7 +1,7 @@
-"""Task entry points dispatched by main.py on `cfg.task` (train, evaluate, calibrate, export, embed, compare,
-enroll, identify).
+"""The tasks `python main.py task=<name>` runs: `tasks/<name>.py` exposes `run(cfg)` for each of
+conf/task/<name>.yaml (train, evaluate, calibrate, export, embed, compare, enroll, identify).
 
-Importing the package registers the config schemas (tasks.config_schema) that the YAML groups list as defaults.
+Importing the package registers the config schemas (tasks.schemas) that the YAML files list as defaults.
 """
 
 from tasks.config_schema import register as _register_schemas

@@ -1,13 +1,15 @@
 """task=calibrate: decision thresholds at target FARs for each 1:1 protocol of the configured validation, with
 subject-bootstrap intervals, a held-out check, the feature norm's error-versus-discard curve and, with
-`ensemble=...`, the score-level fusion of several models (docs/evaluation.md section 10).
+`ensemble=...`, the score-level fusion of several models (docs/evaluation.md, "Threshold calibration,
+error-versus-discard, score fusion (`task=calibrate`)").
 
-    python main.py task=calibrate checkpoint=PATH [backbone=...] [validation=synthetic] [evaluate.embeddings_cache=F]
+    python main.py task=calibrate checkpoint=PATH [backbone=...] [validation=synthetic] [calibrate.embeddings_cache=F]
     python main.py task=calibrate ensemble=demo_pair ensemble.members.0.checkpoint=A ensemble.members.1.checkpoint=B
 
-The model is a checkpoint or an ONNX file (embedded as by task=evaluate). Writes into the run dir:
-`thresholds.json` (the calibrated system: the model, or the fusion), `thresholds_<member>.json` per fusion member,
-`calibration.md` (one table of every system and a DET plot per protocol), `det_<set>.png`, `edc_<system>_<set>.png`.
+The model is a checkpoint or an ONNX file (embedded as by task=evaluate). Writes into output_dir (the run dir by
+default): `thresholds.json` (the calibrated system: the model, or the fusion), `thresholds_<member>.json` per fusion
+member, `calibration.md` (one table of every system and a DET plot per protocol), `det_<set>.png`,
+`edc_<system>_<set>.png`.
 The maths live in `validation.calibration`, `validation.edc` and `validation.score_fusion`.
 """
 
@@ -19,7 +21,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from common import atomic
-from inference.identity import model_identity
+from inference.model_identity import model_identity
 from tasks.evaluate import embed_sets, load_embeddings, save_embeddings
 from tasks.run_info import write_run_info
 from tasks.train import build_suite
@@ -41,7 +43,7 @@ def member_specs(cfg: DictConfig) -> list[dict]:
             raise ValueError("task=calibrate needs checkpoint=<checkpoint or .onnx> (its sha256 names the model in "
                              "thresholds.json), or ensemble members")
         return [{"name": "model", "checkpoint": cfg.checkpoint, "backbone": backbone,
-                 "embeddings_cache": cfg.evaluate.embeddings_cache}]
+                 "embeddings_cache": cfg.calibrate.embeddings_cache}]
     out = []
     for i, m in enumerate(members):
         node = m.get("backbone")
@@ -93,12 +95,12 @@ def thresholds_document(model: dict, results: dict, skipped: dict, c: DictConfig
             "protocols": results, "skipped": skipped}
 
 
-def run_calibrate(cfg: DictConfig) -> dict:
+def run(cfg: DictConfig) -> dict:
     suite = build_suite(cfg)
     if suite is None:
         raise ValueError("task=calibrate: validation.sets is empty; choose validation=synthetic|hq|real or set it")
     c = cfg.calibrate
-    out_dir = Path(cfg.paths.output_dir)
+    out_dir = Path(cfg.output_dir)
     fusion = suite.fusion
     members = member_specs(cfg)
     identities, scored, skipped = {}, {}, {}

@@ -1,153 +1,13 @@
-"""Typed schemas for the config groups, so a typo'd key or a wrong-typed value fails at compose time, readably.
+"""Register the config schemas (tasks.schemas) and check a composed config: types, task name, value ranges.
 
-Hydra rejects unknown keys of a plain YAML tree already; only dataclass schemas (ConfigStore) also check types.
-Each schema is stored as `<group>/<group>_schema` and listed first in that group's YAML defaults. Top-level scalars
-are checked by `validate_config` (a top-level schema would reject the new groups other features add).
+`compose_config` composes the project config outside `@hydra.main` (tests, notebooks).
 """
 
-import copy
-from dataclasses import dataclass, field
-from typing import Any
-
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from validation.protocols import STANDARD_SETS
-
-TASKS = ("train", "evaluate", "calibrate", "export", "embed", "compare", "enroll", "identify")
-
-
-@dataclass
-class TrainerConf:
-    accelerator: str = "cpu"
-    devices: Any = 1  # int, "auto" or a list of ids
-    num_nodes: int = 1
-    strategy: Any = "auto"
-    precision: str = "32"  # 32 | bf16-mixed | 16-mixed (GPU only)
-    max_epochs: int = 10
-    max_steps: int = -1
-    limit_train_batches: Any = None
-    limit_val_batches: Any = None
-    gradient_clip_val: float | None = None
-    gradient_clip_algorithm: str = "norm"
-    accumulate_grad_batches: int = 1
-    log_every_n_steps: int = 50
-    check_val_every_n_epoch: int = 1
-    num_sanity_val_steps: int = 0  # partial validation sets would give meaningless metrics
-    deterministic: Any = False
-    benchmark: bool | None = None
-    sync_batchnorm: bool = False
-    enable_progress_bar: bool = True
-    enable_model_summary: bool = True
-    use_distributed_sampler: bool = True
-    default_root_dir: str = MISSING
-
-
-@dataclass
-class OptimConf:
-    name: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4  # on non-BatchNorm parameters and head.kernel; BatchNorm gets 0
-    milestones: list[int] = field(default_factory=lambda: [12, 20, 24])  # epochs
-    gamma: float = 0.1
-    warmup_epochs: float = 0.0  # linear warm-up, may be fractional
-    warmup_start_factor: float = 0.01
-
-
-@dataclass
-class SyntheticConf:
-    preset: str = "demo"
-    seed: int = 0
-
-
-@dataclass
-class DataConf:
-    name: str = MISSING
-    synthetic: SyntheticConf | None = None  # set: build/reuse the synthetic benchmark and train on its train.rec
-    root: str | None = None
-    rec: str | None = None  # path of train.rec (train.idx beside it)
-    num_classes: int | None = None  # facts checked against the .rec at start (null = take from the file)
-    num_images: int | None = None
-    pack_folders: bool = False  # data.root holds <identity>/<image> folders: packed into the cache on first use
-    swap_rb: bool = False  # for .rec files whose JPEGs were stored with R/B swapped (QGFace is_origin=False)
-    batch_size: int = 128  # per process
-    val_batch_size: int = 256
-    num_workers: int = 2
-    pin_memory: bool | None = None  # null = pin when the run trains on a CUDA device (docs/performance.md)
-    persistent_workers: bool = True  # only honoured when num_workers > 0
-    drop_last: bool = True
-
-
-@dataclass
-class AugmentationConf:
-    views: int = 1  # 1: one augmented view; 2: L (degraded) + H views (QGFace)
-    single: Any = None  # transform node {name, arguments} of the single view (dataset.augment.TRANSFORMS), or null
-    view_l: Any = None
-    view_h: Any = None
-    flip: bool = True  # random horizontal flip after the transform(s)
-
-
-@dataclass
-class ValidationConf:
-    sets: list[str] = field(default_factory=list)
-    root: str | None = None  # null = the val/ folder of the synthetic benchmark (preset below)
-    preset: str = "demo"
-    seed: int = 0
-    fusion: str = "pre_norm_add"
-    swap_rb: bool = False  # sets whose images were stored RGB
-    interval: int = 1  # validate every N epochs
-    monitor: str = "val/hq_avg"
-    mode: str = "max"
-    # every known set, name -> {kind, path, options} (validation.protocols); `sets` picks the enabled ones.
-    # A YAML adds a set of an existing kind under protocols.<name>; options are overridable by name.
-    protocols: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(STANDARD_SETS))
-
-
-@dataclass
-class EnsembleConf:
-    # task=calibrate score fusion: [{name, checkpoint, backbone, embeddings_cache}], empty = no fusion
-    members: list[Any] = field(default_factory=list)
-    weights: list[float] | None = None  # one per member; null = logistic regression on the calibration half
-
-
-@dataclass
-class PathsConf:
-    root_dir: str = MISSING
-    output_dir: str = MISSING
-    ckpt_dir: str = MISSING
-    cache_dir: str = MISSING
-    data_root: str = MISSING
-
-
-@dataclass
-class TopLevelConf:
-    task: str = "train"
-    seed: int = 42
-    ckpt_path: str | None = None
-    checkpoint: str | None = None
-    init_from: str | None = None
-    compile: bool = False
-    channels_last: bool = True
-    print_config: bool = False
-    run_name: str | None = None
-    num_threads: int | None = None
-    nonfinite_loss: str = "stop"
-    input_dir: str | None = None
-    output_dir: str | None = None
-
-
-_GROUP_SCHEMAS = {
-    "trainer": TrainerConf,
-    "optim": OptimConf,
-    "data": DataConf,
-    "augmentation": AugmentationConf,
-    "validation": ValidationConf,
-    "paths": PathsConf,
-    "ensemble": EnsembleConf,
-}
+from tasks.schemas import GROUP_SCHEMAS, TASK_NODES, TASKS, TopLevelConf
 
 
 def _run_id(run_name: str | None, timestamp: str) -> str:
@@ -156,10 +16,12 @@ def _run_id(run_name: str | None, timestamp: str) -> str:
 
 
 def register() -> None:
-    """Store the group schemas and resolvers; idempotent (tests and main.py both call it)."""
+    """Store the group and task-node schemas and the resolvers; idempotent (tests and main.py both call it)."""
     cs = ConfigStore.instance()
-    for group, node in _GROUP_SCHEMAS.items():
+    for group, node in GROUP_SCHEMAS.items():
         cs.store(group=group, name=f"{group}_schema", node=node)
+    for node_name, node in TASK_NODES.values():
+        cs.store(group="task_schema", name=node_name, node=node)
     if not OmegaConf.has_resolver("run_id"):
         OmegaConf.register_new_resolver("run_id", _run_id)
 
@@ -219,7 +81,7 @@ def _range_rules(cfg: DictConfig) -> list[tuple[str, object, bool, str]]:
     rule("export.calibration_count", lambda v: v >= 1, ">= 1")
     rule("export.check_count", lambda v: v >= 1, ">= 1")
     rule("export.min_cosine", lambda v: -1 <= v <= 1, "in [-1, 1]")
-    rule("enroll.batch_size", lambda v: v >= 1, ">= 1")
+    rule("photo.batch_size", lambda v: v >= 1, ">= 1")
     rule("enroll.index", lambda v: v in ("auto", "exact", "ivf"), "auto, exact or ivf")
     rule("enroll.ivf_min_size", lambda v: v >= 1, ">= 1")
     rule("enroll.target_recall", lambda v: 0 < v <= 1, "in (0, 1]")
@@ -227,7 +89,6 @@ def _range_rules(cfg: DictConfig) -> list[tuple[str, object, bool, str]]:
     rule("identify.k", lambda v: v >= 1, ">= 1")
     rule("identify.fpir", lambda v: 0 < v < 1, "in (0, 1)")
     rule("identify.search", lambda v: v in ("auto", "exact", "ivf"), "auto, exact or ivf")
-    rule("identify.batch_size", lambda v: v >= 1, ">= 1")
     ensemble = cfg.get("ensemble")
     if ensemble is not None and ensemble.get("weights") is not None:
         w = list(ensemble.weights)
@@ -251,7 +112,8 @@ def _range_rules(cfg: DictConfig) -> list[tuple[str, object, bool, str]]:
 
 
 def _folder_set_rules(cfg: DictConfig) -> list[tuple[str, object, bool, str]]:
-    """Enabled sets of kind `folders` (docs/evaluation.md section 8): their options, before any image is read."""
+    """Enabled sets of kind `folders` (docs/evaluation.md, "Your own faces: the `folders` protocol"): their options,
+    before any image is read."""
     from dataset.synthetic.quality import DEGRADATIONS
 
     validation = cfg.get("validation")
@@ -284,7 +146,7 @@ def check_ranges(cfg: DictConfig) -> None:
     """Out-of-range values fail here, before any data is read, naming every offending key."""
     bad = [f"{key}={value!r} (must be {must})" for key, value, ok, must in _range_rules(cfg) if not ok]
     if cfg.get("finetune") is not None:
-        from models.finetune import options
+        from training.finetune import options
 
         try:
             options(OmegaConf.to_container(cfg.finetune, resolve=True))

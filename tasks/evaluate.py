@@ -6,7 +6,8 @@ ignored). A checkpoint runs `Trainer.validate` with the training module, so it s
 de-duplication code (and DDP) with training; an ONNX file is embedded by onnxruntime (`inference.sets`). With
 `evaluate.embeddings_cache=FILE.npz` the per-set embeddings are saved, and a later run re-scores them without
 re-embedding. Writes metrics.json, metrics.md and, for IJB sets when the suite can provide the ROC, roc_<set>.png;
-folder sets (validation=folders) add their pair list, report and pictures (docs/evaluation.md section 9).
+folder sets (validation=folders) add their pair list, report and pictures (docs/evaluation.md, "Your own faces:
+the `folders` protocol"). Results go to output_dir, the run dir by default.
 """
 
 import logging
@@ -44,7 +45,7 @@ def embed_sets(cfg: DictConfig, suite, keep: bool) -> tuple[dict[str, float], di
     """Run Trainer.validate with the checkpoint's backbone; returns (metrics, embeddings per set, is_global_zero)."""
     if cfg.checkpoint is None:
         raise ValueError(f"task={cfg.task} needs checkpoint=<path> (ours, an AdaFace .ckpt, an InsightFace .pth or "
-                         "an .onnx file), or an existing evaluate.embeddings_cache")
+                         f"an .onnx file), or an existing {cfg.task}.embeddings_cache")
     if str(cfg.checkpoint).endswith(".onnx"):
         from inference.backends import OnnxBackend
         from inference.sets import embed_suite
@@ -81,7 +82,7 @@ def model_label(cfg: DictConfig) -> str:
     """What was evaluated, for the printout: an ONNX file names itself (its metadata), a checkpoint the backbone."""
     checkpoint = str(cfg.checkpoint or "")
     if checkpoint.endswith(".onnx"):
-        from inference.identity import onnx_metadata
+        from inference.model_identity import onnx_metadata
 
         try:
             meta = onnx_metadata(checkpoint)
@@ -91,12 +92,12 @@ def model_label(cfg: DictConfig) -> str:
     return str(cfg.backbone.name)
 
 
-def run_evaluate(cfg: DictConfig) -> dict[str, float]:
+def run(cfg: DictConfig) -> dict[str, float]:
     suite = build_suite(cfg)
     warn_overlap(cfg, suite)
     if suite is None:
         raise ValueError("task=evaluate: validation.sets is empty; choose validation=synthetic|hq|real or set it")
-    out_dir = Path(cfg.paths.output_dir)
+    out_dir = Path(cfg.output_dir)
     cache = cfg.evaluate.embeddings_cache
     cache = Path(cache) if cache else None
     if cache is not None and cache.is_file():

@@ -1,8 +1,8 @@
 """task=export: `python main.py task=export checkpoint=PATH backbone=ir_50 [export.output=model.onnx]`.
 
-Loads the backbone weights (models.load_pretrained) and writes an ONNX model with models.export.export_artifacts;
-`export.int8=true export.calibration=<.rec or folder>` and `export.fp16=true` add the quantized / half versions
-(docs/deployment.md section 1).
+Loads the backbone weights (models.load_pretrained) and writes an ONNX model (default `<output_dir>/model.onnx`) with
+deploy.export.export_artifacts; `export.int8=true export.calibration=<.rec or folder>` and `export.fp16=true` add the
+quantized / half versions (docs/deployment.md, "Quantized and half-precision ONNX").
 """
 
 import logging
@@ -13,9 +13,9 @@ from omegaconf import DictConfig
 log = logging.getLogger(__name__)
 
 
-def run_export(cfg: DictConfig) -> Path:
+def run(cfg: DictConfig) -> Path:
+    from deploy.export import export_artifacts
     from models import build_backbone_from_node, load_pretrained
-    from models.export import export_artifacts
 
     if cfg.checkpoint is None:
         raise ValueError("task=export needs checkpoint=<path> (ours, an AdaFace .ckpt or an InsightFace .pth)")

@@ -16,15 +16,15 @@ from pytorch_lightning.loggers import CSVLogger
 from common import atomic
 from common.run_lock import RunDirLock, is_launching_process
 from dataset.datamodule import FaceDataModule, resolve_training_data, resolve_validation_root
-from models.checkpointing import (
+from tasks.run_info import read_metrics, write_metrics, write_run_info
+from training.checkpoint_io import (
     AtomicCheckpointIO,
     checkpoint_step,
     newest_valid_checkpoint,
     verify_checkpoint,
 )
-from models.lit_module import FaceRecognitionModule
-from models.run_logs import make_csv_logger_resumable
-from tasks.run_info import read_metrics, write_metrics, write_run_info
+from training.lit_module import FaceRecognitionModule
+from training.run_logs import make_csv_logger_resumable
 from validation.report import metrics_markdown
 from validation.suite import ValidationSuite
 
@@ -118,7 +118,8 @@ def check_sweep_strategy(cfg: DictConfig) -> None:
     if hydra_cfg.mode == RunMode.MULTIRUN and basic and "ddp" in name and "spawn" not in name:
         raise ValueError("a -m sweep cannot use trainer.strategy=ddp on Hydra's basic launcher: use one device per "
                          "job, trainer.strategy=ddp_spawn, or hydra/launcher=submitit_slurm with "
-                         "hydra.launcher.tasks_per_node=<trainer.devices> (see the README)")
+                         "hydra.launcher.tasks_per_node=<trainer.devices> (docs/training.md, \"Multi-GPU, multi-node, "
+                         "SLURM, sweeps\")")
 
 
 def build_suite(cfg: DictConfig) -> ValidationSuite | None:
@@ -168,7 +169,7 @@ def load_init(cfg: DictConfig, resuming: bool) -> dict | None:
         log.info("init_from=%s ignored: resuming this run from its own checkpoint", source)
         return None
     from models import build_backbone_from_node, load_pretrained
-    from models.checkpoint import CheckpointError
+    from models.pretrained import CheckpointError
 
     if not Path(source).is_file():
         raise FileNotFoundError(f"init_from={source}: no such file")
@@ -188,7 +189,7 @@ def apply_init(cfg: DictConfig, module: FaceRecognitionModule, state: dict, trai
     """Pretrained weights into the module's backbone, then the head's class centres (weight imprinting or random)."""
     module.model.load_state_dict(state)
     if module.finetune["head_init"] == "imprint":
-        from models.finetune import imprint_head
+        from training.finetune import imprint_head
 
         imprint_head(module.model, module.head, training.dataset, int(module.finetune["imprint_batch_size"]),
                      channels_last=module.channels_last)
@@ -212,12 +213,15 @@ def _already_finished(out_dir: Path, checkpoint_metrics: dict, step: int, traine
     return existing
 
 
-def run_train(cfg: DictConfig) -> dict[str, float]:
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Train; the results (metrics.json, metrics.md, run info, validation artifacts) go to `output_dir` (the run dir
+    by default), the checkpoints to paths.ckpt_dir. The lock guards the run dir."""
     check_sweep_strategy(cfg)
-    out_dir = Path(cfg.paths.output_dir)
+    out_dir = Path(cfg.output_dir)
     if not is_launching_process():  # a rank Lightning launched into this run dir: rank 0 holds the lock
         return _train(cfg, out_dir)
-    with RunDirLock(out_dir, stale_after_s=cfg.lock.stale_after_s, heartbeat_s=cfg.lock.heartbeat_s):
+    with RunDirLock(Path(cfg.paths.output_dir), stale_after_s=cfg.lock.stale_after_s,
+                    heartbeat_s=cfg.lock.heartbeat_s):
         return _train(cfg, out_dir)
 
 

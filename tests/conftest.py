@@ -37,3 +37,41 @@ def compose(tmp_path):
         return compose_config(list(overrides), output_dir=str(tmp_path / "run"))
 
     return _compose
+
+
+def _noise_faces_rec(folder: Path, num_classes: int = 6, per_class: int = 8) -> Path:
+    """A tiny InsightFace-style .rec (no header0: read through its .idx keys) of coloured noise faces."""
+    import cv2
+    import numpy as np
+
+    from dataset import recordio
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    rec = folder / "train.rec"
+    with recordio.MXIndexedRecordIO(str(folder / "train.idx"), str(rec), "w") as writer:
+        for i in range(num_classes * per_class):
+            label = i // per_class
+            base = np.full((112, 112, 3), 40 * label % 256, np.uint8)
+            img = cv2.add(base, rng.integers(0, 60, (112, 112, 3), dtype=np.uint8))
+            writer.write_idx(i, recordio.pack_img(recordio.IRHeader(0, float(label), i, 0), img))
+    return rec
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path):
+    """`tiny_cfg(run, *overrides, logger=None)`: debug=smoke on a hand-made 48-image, 6-class .rec (batch 16, no
+    validation sets), the run dir `tmp_path/run`; exercises training without the synthetic benchmark. `logger`
+    overrides the config's logger group (e.g. "none"); None keeps the default (csv). One .rec per test, shared by
+    its runs."""
+    from tasks.config_schema import compose_config
+
+    def _tiny_cfg(run: str, *overrides: str, logger: str | None = None):
+        rec = tmp_path / "rec" / "train.rec"
+        if not rec.is_file():
+            _noise_faces_rec(rec.parent)
+        logger_override = [] if logger is None else [f"logger={logger}"]
+        return compose_config(["debug=smoke", "data.synthetic=null", f"data.rec={rec}", "validation.sets=[]",
+                               "data.batch_size=16", *logger_override, *overrides], output_dir=str(tmp_path / run))
+
+    return _tiny_cfg

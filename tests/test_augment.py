@@ -1,10 +1,13 @@
 """numpy/OpenCV augmentations: shapes, determinism under np.random.seed, real degradation, black-canvas crop."""
 
+import inspect
+
 import cv2
 import numpy as np
 import pytest
 
 from dataset.augment import (
+    TRANSFORMS,
     AdaFaceAugmenter,
     Compose,
     QGFaceDegradation,
@@ -26,17 +29,21 @@ def _detail(img):
     return float(cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var())
 
 
-TRANSFORMS = [
-    AdaFaceAugmenter(),
-    AdaFaceAugmenter(crop_prob=1.0, low_res_prob=1.0, photometric_prob=1.0),
-    QGFaceDegradation(),
-    QGFaceDegradation(crop_prob=1.0, rotation_prob=1.0, jitter_prob=1.0),
-    RandomHorizontalFlip(),
-    Compose([QGFaceDegradation(), None, RandomHorizontalFlip()]),
-]
+def _every_stage(name: str) -> dict:
+    """Arguments that switch on every optional stage of a registered transform (each `*_prob` set to 1)."""
+    return {arg: 1.0 for arg in inspect.signature(TRANSFORMS.get(name)).parameters if arg.endswith("_prob")}
 
 
-@pytest.mark.parametrize("transform", TRANSFORMS, ids=repr)
+# every registered transform with its defaults and (where it has optional stages) with all of them on, plus the
+# unregistered wrappers
+CASES = [pytest.param(TRANSFORMS.build(name), id=name) for name in TRANSFORMS.names()]
+CASES += [pytest.param(TRANSFORMS.build(name, **_every_stage(name)), id=f"{name}-every_stage")
+          for name in TRANSFORMS.names() if _every_stage(name)]
+CASES += [pytest.param(RandomHorizontalFlip(), id="flip"),
+          pytest.param(Compose([QGFaceDegradation(), None, RandomHorizontalFlip()]), id="compose")]
+
+
+@pytest.mark.parametrize("transform", CASES)
 def test_shape_dtype_and_determinism(transform):
     img = _textured()
     np.random.seed(123)

@@ -28,22 +28,22 @@ def save_tiny(path: Path, seed: int) -> Path:
 def calibrated(tmp_path_factory):
     """One task=calibrate run of a random tiny model on the smoke sets lfw (no identities), ijbb (subjects) and
     tinyface (identification only)."""
-    from tasks.calibrate import run_calibrate
+    from tasks import calibrate
     from tasks.config_schema import compose_config
 
     tmp = tmp_path_factory.mktemp("calibrate")
     ckpt = save_tiny(tmp / "tiny.pt", 0)
     cfg = compose_config(["task=calibrate", "debug=smoke", f"checkpoint={ckpt}", "validation.sets=[lfw,ijbb,tinyface]",
                           "calibrate.fars=[0.1,1e-3]", "calibrate.replicates=50", "calibrate.edc_far=0.1",
-                          f"evaluate.embeddings_cache={tmp / 'emb.npz'}"], output_dir=str(tmp / "run"))
-    run_calibrate(cfg)
+                          f"calibrate.embeddings_cache={tmp / 'emb.npz'}"], output_dir=str(tmp / "run"))
+    calibrate.run(cfg)
     return cfg, ckpt, tmp / "run"
 
 
 def test_thresholds_file_per_protocol(calibrated):
     cfg, ckpt, run = calibrated
     doc = json.loads((run / "thresholds.json").read_text())
-    from inference.identity import file_sha256
+    from inference.model_identity import file_sha256
 
     assert doc["model"]["sha256"] == file_sha256(ckpt) and doc["model"]["architecture"] == "tiny"
     assert doc["model"]["color"] == "BGR" and doc["model"]["flip_fusion"] == "pre_norm_add"
@@ -62,7 +62,7 @@ def test_thresholds_file_per_protocol(calibrated):
 
 def test_thresholds_json_is_written_atomically(calibrated, monkeypatch):
     """A failing write leaves the previous thresholds.json intact and no temporary behind."""
-    from tasks.calibrate import run_calibrate
+    from tasks import calibrate
 
     cfg, _, run = calibrated
     before = (run / "thresholds.json").read_bytes()
@@ -72,7 +72,7 @@ def test_thresholds_json_is_written_atomically(calibrated, monkeypatch):
 
     monkeypatch.setattr(atomic.os, "replace", failing_replace)
     with pytest.raises(OSError, match="simulated"):
-        run_calibrate(cfg)
+        calibrate.run(cfg)
     assert (run / "thresholds.json").read_bytes() == before
     assert not list(run.glob(".thresholds.json.*"))
 
@@ -107,12 +107,17 @@ def test_compare_prints_decisions_and_refuses_other_models(calibrated, tmp_path,
                     thresholds=run / "thresholds.json", far=1e-3, protocol="ijbb")
 
 
-def test_main_dispatches_every_task():
-    import main
-    from tasks.config_schema import TASKS
+def test_every_task_has_its_config_and_runner():
+    """main.py runs `tasks.<task>.run(cfg)`: each name of tasks.schemas.TASKS is a conf/task/*.yaml and a module
+    whose `run` takes the config."""
+    import importlib
+    import inspect
 
-    assert set(main.TASK_RUNNERS) == set(TASKS) and main.TASK_RUNNERS["calibrate"] == ("tasks.calibrate",
-                                                                                      "run_calibrate")
+    from tasks.schemas import TASKS
+
+    assert sorted(TASKS) == sorted(p.stem for p in (REPO / "conf" / "task").glob("*.yaml"))
+    for name in TASKS:
+        assert list(inspect.signature(importlib.import_module(f"tasks.{name}").run).parameters) == ["cfg"], name
 
 
 def test_config_ranges_fail_before_any_data(compose):
@@ -122,7 +127,7 @@ def test_config_ranges_fail_before_any_data(compose):
                           "calibrate.replicates"), ("calibrate.confidence=1", "calibrate.confidence"),
                           ("compare.far=0", "compare.far")):
         with pytest.raises(ValueError, match=key.replace(".", r"\.")):
-            validate_config(compose("task=calibrate", override))
+            validate_config(compose(f"task={key.split('.')[0]}", override))
     cfg = compose("task=calibrate", "ensemble=demo_pair", "ensemble.members.0.checkpoint=a.pt",
                   "ensemble.members.1.checkpoint=b.pt", "ensemble.weights=[1]")
     with pytest.raises(ValueError, match="ensemble.weights"):
@@ -131,7 +136,7 @@ def test_config_ranges_fail_before_any_data(compose):
 
 def test_evaluate_takes_an_onnx_model(tmp_path):
     """The same weights as a checkpoint and as an ONNX file give the same embeddings and metrics."""
-    from models.export import export_onnx
+    from deploy.export import export_onnx
     from tasks.config_schema import compose_config
     from tasks.evaluate import embed_sets
     from tasks.train import build_suite
@@ -150,7 +155,7 @@ def test_evaluate_takes_an_onnx_model(tmp_path):
         np.testing.assert_allclose(e_onnx["lfw"][field], e_ckpt["lfw"][field], atol=1e-4)
     assert m_onnx["val/lfw_acc"] == pytest.approx(m_ckpt["val/lfw_acc"])
 
-    from inference.identity import file_sha256, model_identity
+    from inference.model_identity import file_sha256, model_identity
 
     identity = model_identity(onnx, None, "pre_norm_add")
     assert identity["architecture"] == "onnx:tiny" and identity["color"] == "BGR"
@@ -159,7 +164,7 @@ def test_evaluate_takes_an_onnx_model(tmp_path):
 
 def test_evaluate_names_an_onnx_model_by_its_own_metadata(tmp_path):
     """The printout says which model was evaluated: the ONNX file's name and precision, not the config's backbone."""
-    from models.export import export_onnx
+    from deploy.export import export_onnx
     from tasks.config_schema import compose_config
     from tasks.evaluate import model_label
 

@@ -39,7 +39,8 @@ def test_unresolvable_far_is_null_with_the_count_it_needs():
     pairs = PairScores("small", rng.normal(size=2000), np.r_[np.ones(500, bool), np.zeros(1500, bool)], source="t")
     res = calibrate(pairs, fars=[1e-2, 1e-3], replicates=20)
     resolved, unresolved = res["entries"]
-    assert resolved["threshold"] is not None and resolved["threshold_interval"] is not None
+    lo, hi = resolved["threshold_interval"]
+    assert (pairs.scores[~pairs.labels] > resolved["threshold"]).mean() <= 1e-2 and lo < resolved["threshold"] < hi
     assert unresolved["threshold"] is None and unresolved["needed_impostors"] == 3000
     assert "threshold_interval" not in unresolved
 

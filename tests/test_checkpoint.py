@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import save_file
 
 import models
-from models.checkpoint import CheckpointError, read_state_dict
+from models.pretrained import CheckpointError, read_state_dict
 
 
 def _randomised(model):

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from dataset import convert, recordio
-from dataset.convert import UnsafeBinError, load_bin, make_rec, write_bin, write_insightface_rec
+from dataset.convert import make_rec, write_insightface_rec
+from dataset.formats import UnsafeBinError, load_bin, open_rec, write_bin
 
 
 def solid(bgr, size=16):
@@ -33,7 +34,7 @@ def write_images(folder, n):
 
 
 def read_all(rec_path):
-    with convert.open_rec(rec_path) as r:
+    with open_rec(rec_path) as r:
         return [(k, *recordio.unpack(r.read_idx(k))) for k in r.keys]
 
 

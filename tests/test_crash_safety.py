@@ -21,16 +21,6 @@ from tasks.config_schema import compose_config, validate_config
 REPO = Path(__file__).resolve().parents[1]
 
 
-def tiny_cfg(tmp_path: Path, run: str, *overrides: str):
-    from tests.test_train import make_rec
-
-    rec = tmp_path / "rec" / "train.rec"
-    if not rec.is_file():
-        make_rec(rec.parent)
-    return compose_config(["debug=smoke", "data.synthetic=null", f"data.rec={rec}", "validation.sets=[]",
-                           "data.batch_size=16", *overrides], output_dir=str(tmp_path / run))
-
-
 # --- the one write path -----------------------------------------------------------------------------------------
 def test_failed_write_keeps_previous_file_and_leaves_no_litter(tmp_path):
     target = tmp_path / "metrics.json"
@@ -73,7 +63,7 @@ class _Evil:
 
 
 def test_checkpoint_loading_refuses_code_whatever_the_environment_says(tmp_path, monkeypatch):
-    from models.checkpointing import AtomicCheckpointIO
+    from training.checkpoint_io import AtomicCheckpointIO
 
     path = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "payload": _Evil()}, path)
@@ -84,11 +74,11 @@ def test_checkpoint_loading_refuses_code_whatever_the_environment_says(tmp_path,
     assert not (tmp_path / "PWNED").exists()
 
 
-def test_resume_picks_the_newest_checkpoint_that_verifies(tmp_path, caplog):
-    from models.checkpointing import AtomicCheckpointIO, verify_checkpoint
+def test_resume_picks_the_newest_checkpoint_that_verifies(tiny_cfg, caplog):
     from tasks.train import resolve_ckpt_path
+    from training.checkpoint_io import AtomicCheckpointIO, verify_checkpoint
 
-    cfg = tiny_cfg(tmp_path, "run", "ckpt_path=auto")
+    cfg = tiny_cfg("run", "ckpt_path=auto")
     ckpt_dir = Path(cfg.paths.ckpt_dir)
     io = AtomicCheckpointIO()
     io.save_checkpoint({"global_step": 10, "state_dict": {"w": torch.ones(3)}}, ckpt_dir / "step00000010.ckpt")
@@ -96,20 +86,20 @@ def test_resume_picks_the_newest_checkpoint_that_verifies(tmp_path, caplog):
     time.sleep(0.01)
     whole = (ckpt_dir / "last.ckpt").read_bytes()
     (ckpt_dir / "step00000020.ckpt").write_bytes(whole[: len(whole) // 2])  # torn under its final name
-    assert verify_checkpoint(ckpt_dir / "step00000020.ckpt") is not None
+    assert "torn or truncated" in verify_checkpoint(ckpt_dir / "step00000020.ckpt")  # None would mean it verifies
     with caplog.at_level("WARNING"):
         assert resolve_ckpt_path(cfg) == str(ckpt_dir / "last.ckpt")
     assert "skipped step00000020.ckpt" in caplog.text
     (ckpt_dir / "last.ckpt").write_bytes(whole[:100])
     assert resolve_ckpt_path(cfg) == str(ckpt_dir / "step00000010.ckpt")
     with pytest.raises(ValueError, match="torn or truncated"):
-        resolve_ckpt_path(tiny_cfg(tmp_path, "run", f"ckpt_path={ckpt_dir / 'last.ckpt'}"))
+        resolve_ckpt_path(tiny_cfg("run", f"ckpt_path={ckpt_dir / 'last.ckpt'}"))
 
 
-def test_last_checkpoint_is_written_every_epoch(tmp_path, monkeypatch):
+def test_last_checkpoint_is_written_every_epoch(tmp_path, tiny_cfg, monkeypatch):
     """Killed in epoch 1 (long before the step interval), the run still has last.ckpt of epoch 0."""
-    from models.lit_module import FaceRecognitionModule
-    from tasks.train import run_train
+    from tasks.train import run as run_train
+    from training.lit_module import FaceRecognitionModule
 
     def crash(self):
         if self.current_epoch == 1:
@@ -117,14 +107,14 @@ def test_last_checkpoint_is_written_every_epoch(tmp_path, monkeypatch):
 
     monkeypatch.setattr(FaceRecognitionModule, "on_train_epoch_start", crash, raising=False)
     with pytest.raises(SystemError, match="preempted"):
-        run_train(tiny_cfg(tmp_path, "run", "trainer.max_epochs=3", "callbacks.steps.every_n_train_steps=1000"))
+        run_train(tiny_cfg("run", "trainer.max_epochs=3", "callbacks.steps.every_n_train_steps=1000"))
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 0 and ckpt["global_step"] == 3  # 48 images / batch 16
     assert not (tmp_path / "run" / ".run.lock").exists()  # released on the way out
 
 
 def test_resuming_a_finished_run_changes_nothing(tmp_path, capsys):
-    from tasks.train import run_train
+    from tasks.train import run as run_train
 
     cfg = compose_config(["debug=smoke", "validation=synthetic_hq", "trainer.max_epochs=1"],
                          output_dir=str(tmp_path / "run"))
@@ -139,7 +129,7 @@ def test_resuming_a_finished_run_changes_nothing(tmp_path, capsys):
 
 
 def test_csv_history_is_kept_and_rows_after_the_resumed_step_dropped(tmp_path):
-    from models.run_logs import ResumableCSVWriter
+    from training.run_logs import ResumableCSVWriter
 
     path = tmp_path / "metrics.csv"
     path.write_text("epoch,step,train/loss\n0,4,2.0\n0,9,1.5\n1,14,1.2\n1,1")  # last line torn by a kill
@@ -264,18 +254,18 @@ def test_out_of_range_values_fail_before_any_data_is_read(tmp_path, override, ke
         validate_config(compose_config(["data=ms1mv2", override], output_dir=str(tmp_path)))  # no data there
 
 
-def test_batch_larger_than_the_dataset_is_named_right_after_the_index(tmp_path):
+def test_batch_larger_than_the_dataset_is_named_right_after_the_index(tiny_cfg):
     from dataset.datamodule import resolve_training_data
 
-    cfg = tiny_cfg(tmp_path, "run", "data.batch_size=64")  # 48 images
+    cfg = tiny_cfg("run", "data.batch_size=64")  # 48 images
     with pytest.raises(ValueError, match="data.batch_size=64 is larger than the 48 images"):
         resolve_training_data(cfg.data, cfg.paths.cache_dir)
 
 
-def test_nonfinite_loss_stops_with_a_named_error_or_skips(tmp_path):
+def test_nonfinite_loss_stops_with_a_named_error_or_skips(tiny_cfg):
     from tasks.train import build_module
 
-    cfg = tiny_cfg(tmp_path, "run")
+    cfg = tiny_cfg("run")
     images = torch.randint(0, 256, (2, 3, 112, 112), dtype=torch.uint8)
     module = build_module(cfg, num_classes=6)
     with torch.no_grad():
@@ -287,7 +277,7 @@ def test_nonfinite_loss_stops_with_a_named_error_or_skips(tmp_path):
 
 
 def test_evaluation_refuses_nonfinite_embeddings(tmp_path):
-    from dataset.convert import write_bin
+    from dataset.formats import write_bin
     from validation.suite import ValidationSuite
 
     write_bin(tmp_path / "lfw.bin", [np.full((112, 112, 3), 90, np.uint8)] * 4, [True, False])
@@ -301,7 +291,7 @@ def test_evaluation_refuses_nonfinite_embeddings(tmp_path):
 @pytest.mark.slow
 def test_export_fails_on_nan_weights(tmp_path):
     import models
-    from models.export import export_onnx
+    from deploy.export import export_onnx
 
     model = models.build_backbone("tiny")
     with torch.no_grad():
@@ -319,7 +309,7 @@ def _validation_values(run: Path) -> dict:
 
 def _complete_checkpoints(ckpt_dir: Path) -> dict[str, int]:
     """path -> global step of every checkpoint that verifies (read before a restart: later saves overwrite)."""
-    from models.checkpointing import verify_checkpoint
+    from training.checkpoint_io import verify_checkpoint
 
     if not ckpt_dir.is_dir():
         return {}
@@ -393,11 +383,11 @@ def test_chaos_kill_at_random_moments_then_resume_gives_the_uninterrupted_result
     assert not list(run.rglob("*.tmp"))  # the last writers cleaned up what killed ones left
 
 
-def test_a_second_training_run_on_a_held_run_dir_refuses(tmp_path):
+def test_a_second_training_run_on_a_held_run_dir_refuses(tmp_path, tiny_cfg):
     from common.run_lock import RunDirBusy, RunDirLock
-    from tasks.train import run_train
+    from tasks.train import run as run_train
 
-    cfg = tiny_cfg(tmp_path, "run", "trainer.max_epochs=1")
+    cfg = tiny_cfg("run", "trainer.max_epochs=1")
     with RunDirLock(tmp_path / "run"), pytest.raises(RunDirBusy, match="in use by process"):
         run_train(cfg)
     assert not (tmp_path / "run" / "checkpoints").exists()  # refused before anything was written

@@ -41,6 +41,17 @@ def test_interrupted_write_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_reader_recovers_the_set_a_killed_writer_moved_aside(tmp_path):
+    """Killed between moving the previous set aside and renaming the new one in: the next reader finds the previous
+    set (and the dead writer's staging folder is gone)."""
+    out = write_packed_set(tmp_path / "scface", _faces(4), ["split", "distance"])
+    dead = 2**22 + 1  # above Linux's PID_MAX_LIMIT: never a running process
+    out.rename(tmp_path / f".scface.old-{dead}-x")
+    (tmp_path / f".scface.tmp-{dead}-y").mkdir()
+    assert len(PackedSet(out)) == 4
+    assert [p.name for p in tmp_path.iterdir()] == ["scface"]
+
+
 def test_incomplete_set_names_the_missing_file(tmp_path):
     out = write_packed_set(tmp_path / "s", _faces(2), ["split", "distance"])
     (out / "images.idx").unlink()

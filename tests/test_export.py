@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import models
-from models.export import export_onnx, main
+from deploy.export import export_onnx, main
 
 pytestmark = pytest.mark.slow  # one dynamo export takes ~10 s on 2 shared cores
 

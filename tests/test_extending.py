@@ -1,5 +1,6 @@
-"""The three extension paths of the README ("Add a backbone / a head / a validation protocol"): each is one Python
-registration plus one YAML, and the registered part is built from its config node like the built-in ones."""
+"""The three extension paths of docs/extending.md ("Add a backbone", "Add a margin head", "Add a validation
+protocol"): each is one Python registration plus one YAML, and the registered part is built from its config node like
+the built-in ones; every registered protocol kind keeps the protocol contract."""
 
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from torch import nn
 
 import models
 from losses.heads import HEADS, MarginHead
-from validation.protocols import PROTOCOLS, SetEmbeddings, ValidationProtocol
+from validation.protocols import PROTOCOLS, SetEmbeddings, ValidationProtocol, build_protocol
 
 
 # --- the Python side of each extension (what a contributor writes in models/, losses/heads.py, validation/protocols/)
@@ -108,11 +109,13 @@ def test_backbone_and_head_from_their_yaml(compose, extra_conf):
     images = torch.randint(0, 256, (4, 3, 112, 112), dtype=torch.uint8)
     loss = module.training_step((images, torch.tensor([0, 1, 2, 3])), 0)
     loss.backward()
-    assert torch.isfinite(loss) and module.model.body[0].weight.grad is not None
+    assert torch.isfinite(loss)
+    grads = {key: p.grad for key, p in [*module.model.named_parameters(), *module.head.named_parameters()]}
+    assert [key for key, g in grads.items() if g is None or not torch.isfinite(g).all()] == []
 
 
 def test_validation_protocol_from_its_yaml(compose, extra_conf, tmp_path):
-    from dataset.convert import write_bin
+    from dataset.formats import write_bin
     from validation.suite import ValidationSuite
 
     rng = np.random.default_rng(0)
@@ -142,3 +145,15 @@ def test_unknown_names_list_the_registered_ones(compose):
         from validation.suite import ValidationSuite
 
         ValidationSuite.from_config(cfg.validation, "/nonexistent")
+
+
+# --- every registered protocol kind (built-in or plug-in) keeps the contract the suite relies on
+@pytest.mark.parametrize("kind", PROTOCOLS.names())
+def test_every_protocol_kind_implements_the_contract_and_names_a_missing_path(kind, tmp_path):
+    factory = PROTOCOLS.get(kind)
+    assert issubclass(factory, ValidationProtocol)
+    base = ValidationProtocol
+    inherited = [m for m in ("dataset", "num_images", "compute") if getattr(factory, m) is getattr(base, m)]
+    assert inherited == []  # the base only raises NotImplementedError
+    with pytest.raises(FileNotFoundError, match=f"validation set 'probe': {tmp_path / 'absent'}"):
+        build_protocol("probe", {"kind": kind, "path": "absent"}, root=tmp_path)

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from models import build_backbone, preprocess
-from models.checkpoint import CheckpointError
+from models.pretrained import CheckpointError
 from tasks.config_schema import compose_config, validate_config
-from tasks.train import apply_init, build_module, load_init, run_train
+from tasks.train import apply_init, build_module, load_init
+from tasks.train import run as run_train
 
 
 def _folders(root: Path, identities: int = 4, per_identity: int = 8) -> Path:
@@ -90,7 +91,7 @@ def test_step0_embeddings_equal_the_pretrained_models(tmp_path):
 
 def test_head_centres_are_imprinted_from_mean_embeddings(tmp_path):
     module, training = _module(_cfg(tmp_path))
-    from models.finetune import embed_dataset
+    from training.finetune import embed_dataset
 
     emb, labels = embed_dataset(module.model, training.dataset)
     kernel = module.head.kernel.detach()
@@ -167,7 +168,7 @@ def test_init_from_with_ckpt_path_auto_resumes_the_interrupted_run(tmp_path, cap
 def test_after_the_head_only_warmup_the_run_scores_exactly_like_the_pretrained_model(tmp_path):
     """End to end: a fine-tuning run's validation after its head-only warm-up epoch (backbone fixed, BatchNorm
     frozen) equals task=evaluate of the pretrained file on the same folder set, to the last digit."""
-    from tasks.evaluate import run_evaluate
+    from tasks.evaluate import run as run_evaluate
 
     evaluation = _folders(tmp_path / "eval", identities=5, per_identity=3)
     val = ["validation=folders", "validation.sets=[folders]", f"validation.root={evaluation}",

@@ -29,11 +29,10 @@ def test_photo_preset_layout_and_landmarks(tmp_path):
 
 
 def test_tiny_end_to_end_example(tmp_path):
-    from dataset.prepare import prepare_folders
+    from dataset.prepare.folders import prepare_folders
     from models import build_backbone
+    from tasks import evaluate, train
     from tasks.config_schema import compose_config
-    from tasks.evaluate import run_evaluate
-    from tasks.train import run_train
     from validation import summarize
 
     root = build_photos(tmp_path / "syn", "photos_tiny")
@@ -45,12 +44,12 @@ def test_tiny_end_to_end_example(tmp_path):
     common = ["backbone=tiny", "validation=folders", f"validation.root={tmp_path / 'aligned_eval'}",
               "validation.protocols.folders.levels=[clean,blur]", "num_threads=1", "logger=none",
               f"paths.cache_dir={tmp_path / 'cache'}", "trainer.enable_progress_bar=false"]
-    before = run_evaluate(compose_config(["task=evaluate", f"checkpoint={released}", *common],
+    before = evaluate.run(compose_config(["task=evaluate", f"checkpoint={released}", *common],
                                          output_dir=str(tmp_path / "eval_before")))
-    run_train(compose_config(["experiment=finetune", f"init_from={released}", "data=folders",
+    train.run(compose_config(["experiment=finetune", f"init_from={released}", "data=folders",
                               f"data.root={tmp_path / 'aligned'}", "data.batch_size=8", "trainer.max_epochs=2",
                               "validation.sets=[]", *common], output_dir=str(tmp_path / "ft")))
-    after = run_evaluate(compose_config(["task=evaluate", f"checkpoint={tmp_path / 'ft/checkpoints/last.ckpt'}",
+    after = evaluate.run(compose_config(["task=evaluate", f"checkpoint={tmp_path / 'ft/checkpoints/last.ckpt'}",
                                          *common], output_dir=str(tmp_path / "eval_after")))
     for metrics in (before, after):
         assert {"folders/clean/f1", "folders/blur/acc", "folders/clean/eer"} <= set(metrics)

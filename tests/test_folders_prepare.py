@@ -8,8 +8,8 @@ import pytest
 
 from alignment.align import ARCFACE_TEMPLATE, pick_face
 from dataset.convert import pack_folders_cached
-from dataset.prepare import main as prepare_main
-from dataset.prepare import prepare_folders, read_landmark_file
+from dataset.prepare.__main__ import main as prepare_main
+from dataset.prepare.folders import prepare_folders, read_landmark_file
 
 
 def _write(path: Path, img: np.ndarray) -> Path:

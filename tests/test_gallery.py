@@ -25,7 +25,7 @@ from inference.gallery import (
     threshold_from_nonmated,
 )
 from inference.identify import run_enroll, run_identify
-from inference.identity import model_identity
+from inference.model_identity import model_identity
 from inference.search import ExactIndex, IvfIndex, noisy_queries, pick_nprobe, recall_sweep
 
 
@@ -205,15 +205,38 @@ def test_identify_threshold_from_far_of_the_gallery_thresholds_file(enrolled, tm
         run_identify(tmp / "more", gallery, tmp_path / "out2", checkpoint=ckpt, arch="tiny")
 
 
+def test_enroll_and_identify_tasks_write_inside_output_dir(enrolled, tmp_path):
+    """The task runners: enroll's gallery defaults to <output_dir>/gallery.npz, identify writes into output_dir
+    (default <run dir>/identify, any folder with output_dir=...)."""
+    from tasks import enroll, identify
+    from tasks.config_schema import compose_config
+
+    tmp, ckpt, _ = enrolled
+    common = [f"checkpoint={ckpt}", "backbone=tiny"]
+    cfg = compose_config(["task=enroll", f"enroll.input={tmp / 'people'}", "enroll.index=exact", *common],
+                         output_dir=str(tmp_path / "run"))
+    assert cfg.enroll.gallery == str(tmp_path / "run" / "enroll" / "gallery.npz")
+    enroll.run(cfg)
+    assert load_gallery(cfg.enroll.gallery).size == 16
+    probes = faces(tmp_path / "probes", {"p03": 1}, seed=5)
+    cfg = compose_config(["task=identify", f"identify.probes={probes}", f"identify.gallery={cfg.enroll.gallery}",
+                          "identify.k=1", f"output_dir={tmp_path / 'results'}", *common], output_dir=str(tmp_path))
+    res = identify.run(cfg)
+    assert res["output_dir"] == str(tmp_path / "results")
+    with open(tmp_path / "results" / "identify.csv", newline="") as f:
+        assert [r["identity"] for r in csv.DictReader(f)] == ["p03"]
+
+
 def test_enroll_identify_config_ranges_fail_before_any_data(compose):
     from tasks.config_schema import validate_config
 
     for override, key in (("identify.fpir=0", "identify.fpir"), ("identify.k=0", "identify.k"),
                           ("enroll.index=hnsw", "enroll.index"), ("enroll.target_recall=1.5", "enroll.target_recall"),
-                          ("export.check_count=0", "export.check_count")):
+                          ("export.check_count=0", "export.check_count"), ("photo.batch_size=0", "photo.batch_size")):
+        task = "enroll" if key.startswith("photo") else key.split(".")[0]
         with pytest.raises(ValueError, match=key.replace(".", r"\.")):
-            validate_config(compose("task=identify", override))
+            validate_config(compose(f"task={task}", override))
     with pytest.raises(ValueError, match="identify.probes"):
-        from tasks.identify import run_identify_task
+        from tasks import identify
 
-        run_identify_task(compose("task=identify"))
+        identify.run(compose("task=identify"))

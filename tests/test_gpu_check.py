@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from models.throughput import TrainingThroughput
+from training.throughput import TrainingThroughput
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +49,7 @@ def test_throughput_counts_training_batches_only_and_the_gap_between_them(tmp_pa
                   3.5, 4.0,         # batch 2 start (gap 0.5), end: 1 s
                   100.0, 100.0,     # validation ran (98 s, not counted); batch 3 starts a new segment at 100.0
                   101.0])           # batch 3 end: 1 s
-    monkeypatch.setattr("models.throughput.time.perf_counter", lambda: next(clock))
+    monkeypatch.setattr("training.throughput.time.perf_counter", lambda: next(clock))
     trainer, module = _fake(world_size=2)
     trainer.default_root_dir = str(tmp_path)
     cb = TrainingThroughput(warmup_steps=1)

@@ -118,7 +118,7 @@ def test_checkpoint_backend_loads_adaface_layout(tmp_path, tiny):
 
 @pytest.mark.slow  # the dynamo ONNX export takes several CPU seconds
 def test_onnx_backend_equals_torch(tmp_path, tiny):
-    export = pytest.importorskip("models.export")
+    export = pytest.importorskip("deploy.export")
     import onnx
 
     model = models.build_backbone("tiny").eval()
@@ -149,8 +149,8 @@ def test_onnx_backend_equals_torch(tmp_path, tiny):
 
 
 @pytest.mark.slow  # a main.py subprocess (Hydra + imports) takes several seconds
-def test_main_embed_task_with_top_level_keys(photo_dir, weights, tmp_path):
-    """The documented command: `python main.py task=embed input_dir=... checkpoint=... output_dir=...`."""
+def test_main_embed_task(photo_dir, weights, tmp_path):
+    """The documented command: `python main.py task=embed embed.input_dir=... checkpoint=... output_dir=...`."""
     import subprocess
     import sys
 
@@ -159,8 +159,8 @@ def test_main_embed_task_with_top_level_keys(photo_dir, weights, tmp_path):
     torch.manual_seed(0)
     torch.save(models.build_backbone("tiny").state_dict(), ckpt)
     out = tmp_path / "results"
-    cmd = [sys.executable, "main.py", "task=embed", f"input_dir={photo_dir}", f"checkpoint={ckpt}",
-           f"output_dir={out}", "backbone=tiny", f"embed.mtcnn_weights={weights}", "num_threads=1",
+    cmd = [sys.executable, "main.py", "task=embed", f"embed.input_dir={photo_dir}", f"checkpoint={ckpt}",
+           f"output_dir={out}", "backbone=tiny", f"photo.mtcnn_weights={weights}", "num_threads=1",
            f"hydra.run.dir={tmp_path / 'run'}"]
     done = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -24,11 +24,12 @@ def test_layer_contracts_are_kept():
     assert _lint(REPO / "pyproject.toml") == 0
 
 
-def test_an_import_running_up_is_reported(tmp_path, monkeypatch):
+def test_an_import_running_up_is_reported(tmp_path, monkeypatch, capsys):
     """A copy of the tree where `alignment` imports `models` breaks the layers contract."""
     import shutil
+    import tomllib
 
-    for pkg in ("tasks", "inference", "models", "losses", "validation", "dataset", "alignment", "common"):
+    for pkg in tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["root_packages"]:
         shutil.copytree(REPO / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "alignment" / "bad.py").write_text("import models.registry\n")
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
@@ -39,6 +40,8 @@ def test_an_import_running_up_is_reported(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     assert cli.lint_imports(config_filename=str(tmp_path / "pyproject.toml"), no_cache=True, no_logo=True) == 1
+    report = capsys.readouterr().out
+    assert "alignment is not allowed to import models" in report and "alignment.bad -> models.registry" in report
 
 
 @pytest.mark.parametrize("module", ["validation", "validation.suite", "validation.report", "validation.protocols"])
@@ -46,5 +49,7 @@ def test_metric_code_imports_without_torch(module):
     """`import validation...` stays numpy-only (torch loads only for datasets and DDP gathering)."""
     import subprocess
 
-    code = f"import sys, {module}; assert 'torch' not in sys.modules, 'torch imported'"
-    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+    code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch')[:3])"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"  # else the first torch modules it loaded

@@ -8,8 +8,10 @@ import pytest
 
 from alignment.align import ARCFACE_TEMPLATE, scface_template_4pt
 from dataset.evalsets import PackedSet
-from dataset.prepare import main as prepare_main
-from dataset.prepare import parse_scface_layout, prepare_ijb, prepare_tinyface
+from dataset.prepare.__main__ import main as prepare_main
+from dataset.prepare.ijb import prepare_ijb
+from dataset.prepare.scface import parse_scface_layout
+from dataset.prepare.tinyface import prepare_tinyface
 
 
 def _write(path: Path, img: np.ndarray) -> Path:

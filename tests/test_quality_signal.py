@@ -21,9 +21,9 @@ def test_probe_renders_every_level_deterministically():
 
 
 def test_callback_records_norms_ema_and_gates_and_keeps_history_on_resume(tmp_path):
-    from models.quality_signal import QualitySignal
     from tasks.config_schema import compose_config
     from tasks.train import build_module
+    from training.quality_signal import QualitySignal
 
     cfg = compose_config(["debug=smoke", "validation.sets=[]"], output_dir=str(tmp_path / "run"))
     module = build_module(cfg, num_classes=5)

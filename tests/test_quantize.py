@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import models
+from deploy.export import export_artifacts, export_onnx
+from deploy.quantize import compare_with_torch, read_faces
 from inference.gallery import check_model, merge
-from inference.identity import load_thresholds, model_identity
-from models.export import export_artifacts, export_onnx
-from models.quantize import compare_with_torch, read_faces
+from inference.model_identity import load_thresholds, model_identity
 
 
 def face_folder(root: Path, count: int) -> Path:
@@ -123,14 +123,14 @@ def test_compact_graph_is_lossless_and_smaller(artifacts, monkeypatch):
     graph's input and output names kept, activation quantize/dequantize pairs left whole."""
     import onnxruntime as ort
 
-    from models import quantize
+    from deploy import onnx_graph, quantize
 
     tmp, model, faces, _ = artifacts
     calibration = quantize.model_inputs(read_faces(faces, 48)[:32], model.meta)  # the fixture's calibration faces
     monkeypatch.setattr(quantize, "compact_graph", lambda proto: proto)
     verbose = onnx.load_from_string(quantize.quantize_int8(tmp / "tiny.onnx", calibration))
     monkeypatch.undo()
-    compacted = quantize.compact_graph(onnx.load_from_string(verbose.SerializeToString()))
+    compacted = onnx_graph.compact_graph(onnx.load_from_string(verbose.SerializeToString()))
     onnx.checker.check_model(compacted)
 
     assert len(compacted.SerializeToString()) < len(verbose.SerializeToString())

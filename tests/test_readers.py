@@ -9,7 +9,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from dataset import recordio
-from dataset.convert import make_rec, write_bin, write_insightface_rec
+from dataset.convert import make_rec, write_insightface_rec
+from dataset.formats import write_bin
 from dataset.readers import (
     BinPairsDataset,
     ImageFolderDataset,

@@ -17,7 +17,8 @@ from dataset.recordio import IRHeader, MXIndexedRecordIO, MXRecordIO, RecordIOEr
 MAGIC = b"\x0a\x23\xd7\xce"  # 0xced7230a little-endian, as the spec writes it on disk
 
 
-# ---------------------------------------------------------------- independent reference parser (spec section 1)
+# ---------------------------------------------------------------- independent reference parser
+# (docs/formats.md, "Framing")
 
 
 def spec_parse(rec_bytes: bytes):

@@ -95,8 +95,8 @@ def test_summarize_all_failed_and_missing_dir(tmp_path):
 
 def test_validation_suite_on_tiny_sets(tmp_path):
     pytest.importorskip("torch")
-    from dataset.convert import write_bin
     from dataset.evalsets import write_packed_set
+    from dataset.formats import write_bin
     from validation.suite import ValidationSuite
 
     img = np.full((112, 112, 3), 128, np.uint8)

@@ -1,5 +1,6 @@
 """The synthetic benchmark: every set loads with the project's readers and matches its protocol files; same seed ->
-same bytes (whatever the worker count); disjoint train/eval identities; cache reuse keyed by the generator version."""
+same bytes (whatever the worker count); disjoint train/eval identities; cache reuse keyed by the generator version
+and the versions of the libraries that shape the bytes; leftovers of a killed build are cleaned up."""
 
 import csv
 import hashlib
@@ -13,10 +14,14 @@ import numpy as np
 import pytest
 
 from dataset import recordio
-from dataset.convert import load_bin
 from dataset.evalsets import PackedSet
+from dataset.formats import load_bin
 from dataset.readers import TrainRecordDataset
 from dataset.synthetic import builder as synthetic
+from dataset.synthetic import cache
+from dataset.synthetic.jobs import render_job
+
+NO_SUCH_PID = 2**22 + 1  # above Linux's PID_MAX_LIMIT: never a running process
 
 PRE = synthetic.PRESETS["smoke"]
 MICRO = synthetic.Preset(train_ids=3, train_images=2, bin_pairs=20, tinyface_ids=2, tinyface_probes=1,
@@ -49,9 +54,10 @@ def _hashes(root: Path) -> dict[str, str]:
 
 
 def test_cache_folder_and_done_marker(smoke):
-    assert smoke.name == f"smoke-v{synthetic.GENERATOR_VERSION}-s0"
+    assert smoke.name == f"smoke-v{cache.GENERATOR_VERSION}-s0"
     facts = json.loads((smoke / "DONE").read_text())
-    assert facts["generator_version"] == synthetic.GENERATOR_VERSION and facts["preset"] == "smoke"
+    assert facts["generator_version"] == cache.GENERATOR_VERSION and facts["preset"] == "smoke"
+    assert facts["libraries"] == {"opencv": cv2.__version__, "numpy": np.__version__}
     assert not list(smoke.parent.glob(".*tmp*")), "temporary build folder left behind"
 
 
@@ -120,7 +126,7 @@ def test_scface_protocol_and_prepare_roundtrip(smoke, tmp_path):
     assert ids == meta["name"].tolist() and all(len(line.split("\t")) == 9 for line in lines)
     assert all(re.fullmatch(r"\d{3}_(frontal|cam[1-5]_[123])", i) for i in ids)
     # The raw layout re-prepared by the real pipeline gives the same packed set, byte for byte.
-    from dataset.prepare import prepare_scface
+    from dataset.prepare.scface import prepare_scface
 
     prepare_scface(smoke / "raw" / "scface", tmp_path)
     assert (tmp_path / "scface" / "images.rec").read_bytes() == (smoke / "val/scface/images.rec").read_bytes()
@@ -159,7 +165,7 @@ def test_ijbb_protocol_files_and_prepare_roundtrip(smoke, tmp_path):
     assert max(len(m) for m in media_per_template.values()) > 1, "templates mix several media"
     for rel in ("meta/ijbb_face_tid_mid.txt", "meta/ijbb_template_pair_label.txt"):
         assert (smoke / "val" / "ijbb" / rel).read_bytes() == (smoke / "raw" / "IJBB" / rel).read_bytes()
-    from dataset.prepare import prepare_ijb
+    from dataset.prepare.ijb import prepare_ijb
 
     prepare_ijb(smoke / "raw" / "IJBB", tmp_path)
     assert (tmp_path / "ijbb" / "images.rec").read_bytes() == (smoke / "val/ijbb/images.rec").read_bytes()
@@ -200,7 +206,7 @@ def test_same_seed_same_bytes_any_worker_count(tmp_path, micro):
     b = synthetic.build(tmp_path / "b", micro, seed=3, workers=2)
     assert _hashes(a) == _hashes(b)
     job = synthetic.plan_train(MICRO, 3)[0]
-    assert synthetic.render_job(3, 3, 1.0, job)["raw"] != synthetic.render_job(4, 3, 1.0, job)["raw"]
+    assert render_job(3, 3, 1.0, job)["raw"] != render_job(4, 3, 1.0, job)["raw"]
 
 
 def test_cache_reused_and_keyed_by_version(tmp_path, micro, monkeypatch):
@@ -209,18 +215,47 @@ def test_cache_reused_and_keyed_by_version(tmp_path, micro, monkeypatch):
     (first / "train" / "marker").write_text("kept")
     assert synthetic.build(tmp_path, micro, seed=0, workers=1) == first
     assert (first / "DONE").stat().st_mtime_ns == stamp and (first / "train" / "marker").is_file()
-    monkeypatch.setattr(synthetic, "GENERATOR_VERSION", synthetic.GENERATOR_VERSION + 1)
-    assert synthetic.cache_name(micro, 0) != first.name
-    assert f"-v{synthetic.GENERATOR_VERSION}-" in synthetic.cache_name(micro, 0)
+    monkeypatch.setattr(cache, "GENERATOR_VERSION", cache.GENERATOR_VERSION + 1)
+    assert cache.cache_name(micro, 0) != first.name
+    assert f"-v{cache.GENERATOR_VERSION}-" in cache.cache_name(micro, 0)
+
+
+def test_other_library_versions_rebuild_the_cache(tmp_path, micro, monkeypatch):
+    first = synthetic.build(tmp_path, micro, seed=0, workers=1)
+    (first / "train" / "marker").write_text("from the first build")
+    bytes_before = _hashes(first)
+    other = {"opencv": "0.0.1", "numpy": np.__version__}  # another OpenCV release
+    monkeypatch.setattr(cache, "library_versions", lambda: other)
+    again = synthetic.build(tmp_path, micro, seed=0, workers=1)
+    assert again == first and not (again / "train" / "marker").exists(), "a different OpenCV must not reuse"
+    assert json.loads((again / "DONE").read_text())["libraries"] == other
+    bytes_before.pop("train/marker")
+    assert {k: v for k, v in _hashes(again).items() if k != "DONE"} == \
+        {k: v for k, v in bytes_before.items() if k != "DONE"}  # same real libraries here: the same bytes
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no staging or aside folder left"
 
 
 def test_incomplete_folder_is_rebuilt(tmp_path, micro):
-    stale = tmp_path / synthetic.cache_name(micro, 0)
+    stale = tmp_path / cache.cache_name(micro, 0)
     (stale / "train").mkdir(parents=True)
     (stale / "train" / "train.rec").write_bytes(b"partial")
     out = synthetic.build(tmp_path, micro, seed=0, workers=1)
     assert out == stale and (out / "DONE").is_file()
     assert TrainRecordDataset(out / "train" / "train.rec").num_classes == MICRO.train_ids
+
+
+def test_leftovers_of_a_killed_build_are_recovered(tmp_path, micro):
+    """A build killed after moving the previous folder aside: the next build finds the previous complete folder
+    (and reuses it) and removes the dead build's staging folder."""
+    first = synthetic.build(tmp_path, micro, seed=0, workers=1)
+    aside = first.with_name(f".{first.name}.old-{NO_SUCH_PID}-dead")
+    stage = first.with_name(f".{first.name}.tmp-{NO_SUCH_PID}-dead")
+    first.rename(aside)
+    (stage / "train").mkdir(parents=True)
+    stamp = (aside / "DONE").stat().st_mtime_ns
+    assert synthetic.build(tmp_path, micro, seed=0, workers=1) == first
+    assert (first / "DONE").stat().st_mtime_ns == stamp, "the previous complete build came back and was reused"
+    assert not aside.exists() and not stage.exists()
 
 
 def test_unknown_preset_is_a_clear_error(tmp_path):

@@ -5,41 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from models.lit_module import FaceRecognitionModule, lr_factor, split_weight_decay
-from tasks.config_schema import compose_config
+from training.lit_module import FaceRecognitionModule, lr_factor, split_weight_decay
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def make_rec(folder: Path, num_classes: int = 6, per_class: int = 8) -> Path:
-    """A tiny InsightFace-style .rec (no header0: read through its .idx keys) of coloured noise faces."""
-    from dataset import recordio
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    rec = folder / "train.rec"
-    with recordio.MXIndexedRecordIO(str(folder / "train.idx"), str(rec), "w") as writer:
-        for i in range(num_classes * per_class):
-            label = i // per_class
-            base = np.full((112, 112, 3), 40 * label % 256, np.uint8)
-            img = cv2.add(base, rng.integers(0, 60, (112, 112, 3), dtype=np.uint8))
-            writer.write_idx(i, recordio.pack_img(recordio.IRHeader(0, float(label), i, 0), img))
-    return rec
-
-
-def tiny_cfg(tmp_path: Path, run: str, *overrides: str):
-    """debug=smoke on a hand-made .rec, no validation sets: exercises training without the synthetic benchmark."""
-    rec = tmp_path / "rec" / "train.rec"
-    if not rec.is_file():
-        make_rec(rec.parent)
-    return compose_config(["debug=smoke", "data.synthetic=null", f"data.rec={rec}", "validation.sets=[]",
-                           "data.batch_size=16", "logger=none", *overrides], output_dir=str(tmp_path / run))
 
 
 def test_lr_schedule_multistep_by_epoch_with_linear_warmup():
@@ -64,12 +37,12 @@ def test_weight_decay_groups_follow_adaface():
     assert len(decay) + len(no_decay) == len(list(model.parameters())) + 1
 
 
-def test_module_attributes_and_plain_hparams(tmp_path):
+def test_module_attributes_and_plain_hparams(tiny_cfg):
     from tasks.train import build_module
 
-    cfg = tiny_cfg(tmp_path, "run")
+    cfg = tiny_cfg("run", logger="none")
     module = build_module(cfg, num_classes=6)
-    assert isinstance(module.model, nn.Module) and module.head.kernel.shape == (512, 6)
+    assert module.model.meta["name"] == "tiny" and module.head.kernel.shape == (512, 6)  # debug=smoke's backbone
     for node in ("backbone", "head", "objective", "optim"):  # each builder got its own node, as a plain dict
         assert type(module.hparams[node]) is dict  # plain containers only: checkpoints load with weights_only=True
     assert module.hparams["head"]["name"] == "adaface" and "data" not in module.hparams
@@ -78,12 +51,12 @@ def test_module_attributes_and_plain_hparams(tmp_path):
     assert torch.allclose(emb.norm(dim=1), torch.ones(2), atol=1e-5)
 
 
-def test_resume_continues_at_same_step_and_lr(tmp_path, monkeypatch):
+def test_resume_continues_at_same_step_and_lr(tmp_path, tiny_cfg, monkeypatch):
     """Interrupted after one epoch, `ckpt_path=last` from the same run dir continues at the same step and LR."""
-    from tasks.train import run_train
+    from tasks.train import run as run_train
 
     common = ("optim.milestones=[1]", "optim.lr=0.1", "callbacks.steps.every_n_train_steps=1000")
-    first = run_train(tiny_cfg(tmp_path, "run", "trainer.max_epochs=1", *common))
+    first = run_train(tiny_cfg("run", "trainer.max_epochs=1", *common, logger="none"))
     steps_per_epoch = int(first["train/global_step"])
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == steps_per_epoch
@@ -95,18 +68,18 @@ def test_resume_continues_at_same_step_and_lr(tmp_path, monkeypatch):
         seen["lr"] = self.trainer.optimizers[0].param_groups[0]["lr"]
 
     monkeypatch.setattr(FaceRecognitionModule, "on_train_start", record, raising=False)
-    second = run_train(tiny_cfg(tmp_path, "run", "trainer.max_epochs=2", "ckpt_path=last", *common))
+    second = run_train(tiny_cfg("run", "trainer.max_epochs=2", "ckpt_path=last", *common, logger="none"))
     assert seen["step"] == steps_per_epoch  # not 0: restored, not restarted
     assert seen["lr"] == pytest.approx(0.01)  # epoch 1 is past milestone 1
     assert second["train/global_step"] == 2 * steps_per_epoch
 
 
-def test_resume_without_checkpoint_says_so(tmp_path):
+def test_resume_without_checkpoint_says_so(tiny_cfg):
     from tasks.train import resolve_ckpt_path
 
     with pytest.raises(FileNotFoundError, match="nothing to resume.*run_name"):
-        resolve_ckpt_path(tiny_cfg(tmp_path, "fresh", "ckpt_path=last"))
-    assert resolve_ckpt_path(tiny_cfg(tmp_path, "fresh", "ckpt_path=auto")) is None
+        resolve_ckpt_path(tiny_cfg("fresh", "ckpt_path=last", logger="none"))
+    assert resolve_ckpt_path(tiny_cfg("fresh", "ckpt_path=auto", logger="none")) is None
 
 
 @pytest.mark.slow
@@ -130,14 +103,15 @@ def test_smoke_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_from_an_end_of_epoch_checkpoint_with_loader_workers(tmp_path):
+def test_resume_from_an_end_of_epoch_checkpoint_with_loader_workers(tiny_cfg):
     """A finished one-epoch run extended to two epochs (ckpt_path=auto) with a loader worker trains the second epoch
     exactly as an uninterrupted run does (the sampler starts the next epoch, not the finished one)."""
-    from tasks.train import run_train
+    from tasks.train import run as run_train
 
-    run_train(tiny_cfg(tmp_path, "r", "run_name=r", "ckpt_path=auto", "trainer.max_epochs=1", "data.num_workers=1"))
-    resumed = run_train(tiny_cfg(tmp_path, "r", "run_name=r", "ckpt_path=auto", "trainer.max_epochs=2",
-                                 "data.num_workers=1"))
-    whole = run_train(tiny_cfg(tmp_path, "w", "run_name=w", "trainer.max_epochs=2", "data.num_workers=1"))
+    run_train(tiny_cfg("r", "run_name=r", "ckpt_path=auto", "trainer.max_epochs=1", "data.num_workers=1",
+                       logger="none"))
+    resumed = run_train(tiny_cfg("r", "run_name=r", "ckpt_path=auto", "trainer.max_epochs=2",
+                                 "data.num_workers=1", logger="none"))
+    whole = run_train(tiny_cfg("w", "run_name=w", "trainer.max_epochs=2", "data.num_workers=1", logger="none"))
     assert resumed["train/global_step"] == whole["train/global_step"] == 6
     assert resumed["train/loss"] == pytest.approx(whole["train/loss"], rel=1e-6)

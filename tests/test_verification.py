@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.model_selection import KFold
 
-from validation.fusion import FUSION_MODES, fuse
+from validation.flip_fusion import FUSION_MODES, fuse
 from validation.verification import evaluate, evaluate_loop, fold_bounds, pair_distances, verification_accuracy
 
 

@@ -1,5 +1,5 @@
-"""Decision thresholds calibrated to target FARs, with bootstrap intervals that resample subjects (docs/evaluation.md
-section 8).
+"""Decision thresholds calibrated to target FARs, with bootstrap intervals that resample subjects
+(docs/evaluation.md, "Threshold calibration, error-versus-discard, score fusion").
 
 Scores are similarities (higher = more alike); a pair is accepted as a match when `score > threshold`. At a target
 FAR f over N impostors the threshold is the impostor score of rank floor(f * N) counted from the top, so at most

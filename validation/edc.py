@@ -1,4 +1,5 @@
-"""Error-versus-discard characteristic (EDC, ISO/IEC 29794-1; docs/evaluation.md section 10).
+"""Error-versus-discard characteristic (EDC, ISO/IEC 29794-1;
+docs/evaluation.md, "Threshold calibration, error-versus-discard, score fusion").
 
 Genuine comparisons are ordered by comparison quality (the lower of the two sides' qualities: the feature norm of
 an image, the mean norm of a template's images); the FNMR at a fixed decision threshold is recomputed as the

@@ -3,7 +3,8 @@
 Each rank embeds its shard with and without flip; the `(index, emb, norm, emb_flip, norm_flip)` rows are packed
 into one tensor and all-gathered once per set (padded to the same row count first: all_gather needs equal shapes),
 the padding sampler's duplicates are dropped by index, and every rank ends with the same arrays, so every rank
-computes the same metrics (docs/evaluation.md section 5). Torch is needed here, unlike the metric modules.
+computes the same metrics (docs/evaluation.md, "Validation during training"). Torch is needed here, unlike the
+metric modules.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""IJB-B / IJB-C template-based 1:1 verification (docs/evaluation.md section 4), and optional 1:N identification.
+"""IJB-B / IJB-C template-based 1:1 verification, and optional 1:N identification
+(docs/evaluation.md, "IJB-B / IJB-C template verification").
 
 Pipeline: image features -> media pooling (mean per media id within a template) -> template feature (sum of its
 media features, L2-normalised) -> pair score (dot product) -> ROC -> TAR at the ROC point whose FPR is nearest each
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from validation.fusion import fuse
+from validation.flip_fusion import fuse
 
 FARS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 IMAGE_FEATURES = ("unit", "norm")
@@ -202,7 +203,8 @@ def tar_at_fpr(fpr: np.ndarray, tpr: np.ndarray, fars=FARS) -> dict[float, float
 
 
 def tar_at_far(labels, scores, fars=FARS) -> dict[float, float]:
-    """TAR (fraction in [0, 1]) at each FAR with the nearest-FPR rule of docs/evaluation.md section 4."""
+    """TAR (fraction in [0, 1]) at each FAR with the nearest-FPR rule
+    (docs/evaluation.md, "IJB-B / IJB-C template verification")."""
     fpr, tpr, _ = roc_curve(labels, scores)
     return tar_at_fpr(fpr, tpr, fars)
 

@@ -1,4 +1,5 @@
-"""Verification pairs of your own identity folders and their metrics (docs/evaluation.md section 8). Plain numpy.
+"""Verification pairs of your own identity folders and their metrics, in plain numpy
+(docs/evaluation.md, "Your own faces: the `folders` protocol").
 
 - `build_pairs`: every genuine pair of each identity up to a cap, impostors at a stated ratio, from a seed.
 - `read_pairs_csv`: a user's `path_a,path_b,same` list.

@@ -1,6 +1,6 @@
 """How results are summarised and shown: the one averages function, markdown tables, ROC plots.
 
-Averages (docs/evaluation.md section 6): `val/hq_avg` is the mean of the HQ verification accuracies present;
+Averages (docs/evaluation.md, "Averages"): `val/hq_avg` is the mean of the HQ verification accuracies present;
 `val/all_avg` (QGFace's "All Avg.") the mean of SCface d1, d2, d3, TinyFace rank-1, IJB-B TAR@FAR=1e-4 and HQ avg,
 reported only when all six exist.
 """

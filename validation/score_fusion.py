@@ -1,11 +1,12 @@
-"""Score-level fusion of several models on the same pairs (docs/evaluation.md section 10).
+"""Score-level fusion of several models on the same pairs
+(docs/evaluation.md, "Threshold calibration, error-versus-discard, score fusion").
 
 Each member's scores are z-normalised with the mean and standard deviation of its impostor scores on the
 calibration half only; the fused score is the weighted sum of the z-scores, given weights or weights fitted by
 logistic regression (scikit-learn) on the calibration half. It is mapped back onto the first member's score scale,
 `mu_1 + sd_1 * sum(w_i z_i) / sum(w_i)`, in float64 and rounded to float32: with weights (1, 0, ...) that returns
 the first member's scores exactly, and its thresholds with them.
-(Not the flip fusion of `validation.fusion`, which fuses the embeddings of one image and its mirror.)
+(Not the flip fusion of `validation.flip_fusion`, which fuses the embeddings of one image and its mirror.)
 """
 
 from __future__ import annotations

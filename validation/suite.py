@@ -15,16 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from validation import report
-from validation.fusion import FUSION_MODES
+from validation.flip_fusion import FUSION_MODES
 from validation.protocols import STANDARD_SETS, SetEmbeddings, ValidationProtocol, build_protocol
 
 log = logging.getLogger(__name__)
-
-# options of the former flat constructor -> (protocol kind, option name)
-LEGACY_OPTIONS = {
-    "ijb_feature": ("ijb", "feature"), "ijb_faceness": ("ijb", "faceness"), "ijb_fars": ("ijb", "fars"),
-    "ijb_1n": ("ijb", "one_to_n"), "tinyface_ranks": ("tinyface", "ranks"), "chunk_size": ("tinyface", "chunk_size"),
-}
 
 
 def resolve_specs(sets, catalog: Mapping | None = None) -> dict[str, dict]:
@@ -48,30 +42,21 @@ class ValidationSuite:
 
     sets: names of known sets (`catalog`, default `validation.protocols.STANDARD_SETS`), a mapping
     name -> {kind, path, **options}, or ready `ValidationProtocol` objects. `fusion`: flip fusion mode of every set;
-    `swap_rb`: sets stored RGB. Extra keyword options of the former API (`ijb_feature`, `ijb_faceness`, `ijb_fars`,
-    `ijb_1n`, `tinyface_ranks`, `chunk_size`) go to every protocol of the matching kind.
+    `swap_rb`: sets stored RGB. A protocol's options (e.g. the IJB feature) are in its spec.
     """
 
     def __init__(self, sets, root=None, fusion: str = "pre_norm_add", swap_rb: bool = False,
-                 catalog: Mapping | None = None, **options):
+                 catalog: Mapping | None = None):
         if fusion not in FUSION_MODES:
             raise ValueError(f"unknown fusion {fusion!r}; choose one of {FUSION_MODES}")
-        unknown = sorted(set(options) - set(LEGACY_OPTIONS))
-        if unknown:
-            raise TypeError(f"ValidationSuite got unknown options {unknown}")
         self.root = None if root is None else Path(root)
         self.fusion, self.swap_rb = fusion, swap_rb
         sets = list(sets) if not isinstance(sets, Mapping) else sets
         if sets and all(isinstance(s, ValidationProtocol) for s in sets):
             self.protocols = list(sets)
         else:
-            self.protocols = []
-            for name, spec in resolve_specs(sets, catalog).items():
-                for option, value in options.items():
-                    kind, key = LEGACY_OPTIONS[option]
-                    if spec.get("kind") == kind:
-                        spec[key] = value
-                self.protocols.append(build_protocol(name, spec, self.root))
+            self.protocols = [build_protocol(name, spec, self.root)
+                              for name, spec in resolve_specs(sets, catalog).items()]
         self.names = [p.name for p in self.protocols]
         if len(set(self.names)) != len(self.names):
             raise ValueError(f"validation sets listed twice: {self.names}")

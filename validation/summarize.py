@@ -2,8 +2,9 @@
 
 A run dir (one with its own metrics.json, e.g. a `task=evaluate` run) is taken as a sweep of one job, so evaluation
 runs of several checkpoints make a before/after table: rows are labelled by the override that differs (the
-checkpoint), and when the runs hold folder-protocol metrics (docs/evaluation.md section 9) the columns are each level
-(clean, then the degraded ones) x F1 / accuracy / TAR at the lowest FAR every run resolves.
+checkpoint), and when the runs hold folder-protocol metrics
+(docs/evaluation.md, "Your own faces: the `folders` protocol") the columns are each level (clean, then the degraded
+ones) x F1 / accuracy / TAR at the lowest FAR every run resolves.
 
 Reads `<sweep>/<job_num>/metrics.json` (a flat dict metric -> value) and `<job>/.hydra/overrides.yaml` of every job of
 every sweep given, groups runs that differ only in `seed=` (validation.seeds: seeds may run as separate sweeps), and

@@ -1,8 +1,9 @@
 """10-fold verification accuracy of the high-quality pair sets (LFW, CFP-FP, AgeDB-30, CALFW, CPLFW).
 
-The rule (docs/evaluation.md section 1): pair k = rows 2k, 2k+1; `dist = sum((e1 - e2)**2)` in the embeddings' own
-dtype; thresholds `np.arange(0, 4, 0.01)` (float64); 10 contiguous folds; on the 9 training folds take the first
-threshold with the highest accuracy; predict "same" iff `dist < threshold`; report the held-out fold accuracies.
+The rule (docs/evaluation.md, "10-fold verification on the InsightFace `.bin` sets"): pair k = rows 2k, 2k+1;
+`dist = sum((e1 - e2)**2)` in the embeddings' own dtype; thresholds `np.arange(0, 4, 0.01)` (float64); 10 contiguous
+folds; on the 9 training folds take the first threshold with the highest accuracy; predict "same" iff
+`dist < threshold`; report the held-out fold accuracies.
 
 `evaluate` counts, for every threshold at once, how many distances fall below it (a searchsorted on the sorted fold
 distances) instead of re-thresholding the whole array 400 x 10 x 2 times; integer counts make the first-maximum

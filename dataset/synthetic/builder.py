@@ -13,18 +13,16 @@
     raw/IJBB/loose_crop/*.jpg + raw/IJBB/meta/*.txt|csv
     DONE                                          build facts (JSON), written last
 
-A complete folder is reused; the build goes to a temporary sibling that is renamed at the end. Rendering (OpenCV,
-see ``dataset.synthetic.render``) runs in worker processes; every image has its own seed derived from
-``(seed, set, index)``, so the output is byte-identical for a given seed whatever the number of workers.
-``GENERATOR_VERSION`` is part of the folder name: bump it whenever the output of any preset changes.
+A folder whose ``DONE`` names this generator version and library versions is reused; a build goes to a staging
+sibling published at the end (``dataset.synthetic.cache``).
+Rendering (OpenCV, see ``dataset.synthetic.render``) runs in worker processes (``dataset.synthetic.jobs``); every
+image has its own seed derived from ``(seed, set, index)``, so the output is byte-identical for a given seed whatever
+the number of workers. ``GENERATOR_VERSION`` is part of the folder name: bump it whenever the output of any preset
+changes.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
-import os
 import shutil
 import sys
 import time
@@ -34,16 +32,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common.parallel import OrderedPool
-from dataset.convert import write_bin, write_insightface_rec
+from common import atomic
+from dataset.convert import write_insightface_rec
 from dataset.evalsets import write_packed_set
-from dataset.synthetic.quality import align_captured, capture, encode_jpeg, loose_placement
-from dataset.synthetic.render import TAG_SAMPLE, _rng, identity_params, mugshot, render_face, sample_variation
+from dataset.formats import write_bin
+from dataset.synthetic.cache import GENERATOR_VERSION, build_facts, open_build, publish_build
+from dataset.synthetic.jobs import SET_CODES, Renderer, make_job, pool_base, render_job, scface_points_from_landmarks5
+from dataset.synthetic.photos import PHOTO_PRESETS, build_photos
+from dataset.synthetic.render import keyed_rng
 
-GENERATOR_VERSION = 2
 BIN_SETS = ("lfw", "cfp_fp", "agedb_30", "calfw", "cplfw")
-SET_CODES = {"train": 0, "lfw": 1, "cfp_fp": 2, "agedb_30": 3, "calfw": 4, "cplfw": 5, "tinyface": 6, "scface": 7,
-             "ijbb": 8, "photos": 9}  # photos: the identity-folder presets of dataset.synthetic.photos
 SCFACE_CAMERAS = 5
 SCFACE_LEVELS = {1: "low", 2: "mid", 3: "high"}  # d1 = 4.2 m = worst
 TINYFACE_SPLIT_DIRS = {"probe": "Probe", "gallery_match": "Gallery_Match", "gallery_distractor": "Gallery_Distractor"}
@@ -88,122 +86,29 @@ BIN_FLAVOURS = {
 }
 
 
-def cache_name(preset: str, seed: int) -> str:
-    return f"{preset}-v{GENERATOR_VERSION}-s{int(seed)}"
-
-
-def pool_base(set_name: str, family_size: int) -> int:
-    """First global identity of a set's pool: pools never overlap and start on a family boundary."""
-    return SET_CODES[set_name] * family_size * 10**6
-
-
-# ----------------------------------------------------------------------------------------------- rendering jobs
-
-
-def _job(set_name: str, index: int, ident: int, **kw) -> dict:
-    job = {"set": SET_CODES[set_name], "index": index, "ident": ident, "pose": "normal", "age": None,
-           "occlusion": 0.15, "loose": False, "level": "hq", "media": None, "camera": 0, "mugshot": False}
-    job.update(kw)
-    return job
-
-
-def _variation(job: dict, p: dict, seed: int) -> tuple[dict, int]:
-    """Nuisance parameters of a job; frames of one video share the media's pose, light and scene."""
-    key = (seed, TAG_SAMPLE, job["set"], job["index"])
-    r = _rng(*key)
-    if job["media"] is not None:
-        mr = _rng(seed, TAG_SAMPLE, job["set"], 10**9 + job["media"])
-        age = None if job["age"] is None else mr.uniform(*job["age"])
-        v = sample_variation(mr, p, job["pose"], age, job["occlusion"])
-        v = dict(v, yaw=v["yaw"] + math.radians(r.normal(0, 3)), jitter_rot=r.normal(0, 3),
-                 jitter_shift=r.normal(0, 1.3, 2), blink=r.uniform() < 0.07)
-        seed_bg = int(_rng(*key[:3], 10**9 + job["media"]).integers(2**31))
-    else:
-        age = None if job["age"] is None else r.uniform(*job["age"])
-        v = sample_variation(r, p, job["pose"], age, job["occlusion"])
-        seed_bg = int(r.integers(2**31))
-    if job["camera"]:  # SCface surveillance cameras: mounted above, each at its own angle and colour response
-        cr = _rng(seed, TAG_SAMPLE, job["set"], 2 * 10**9 + job["camera"])
-        v = dict(v, yaw=v["yaw"] * 0.5 + math.radians(cr.uniform(-25, 25)), pitch=math.radians(cr.uniform(8, 18)),
-                 cast=cr.uniform(0.85, 1.15, 3), gamma=v["gamma"] * cr.uniform(0.85, 1.15), occluder=0)
-    if job["mugshot"]:
-        v = mugshot(v)
-    return v, seed_bg
-
-
-def render_job(seed: int, family_size: int, sibling_scale: float, job: dict) -> dict:
-    """One image: ``raw`` JPEG (+ its landmarks) and, for loose crops, the ``aligned`` 112x112 JPEG."""
-    p = identity_params(seed, job["ident"], family_size, sibling_scale)
-    v, seed_bg = _variation(job, p, seed)
-    r = _rng(seed, TAG_SAMPLE, job["set"], job["index"], 1)
-    if not job["loose"]:
-        img, lm = render_face(p, v, seed_bg)
-        return {"raw": encode_jpeg(img, int(r.integers(85, 96))), "lm": lm, "aligned": None}
-    canvas = job["canvas"]
-    place, face_scale = loose_placement(r, canvas, job.get("face_scale", (0.8, 1.0)))
-    img, lm = render_face(p, v, seed_bg, canvas=canvas, place=place)
-    raw, lm_raw = capture(img, lm, job["level"], r, face_px_at_full=112 * face_scale, landmark_noise=0.8)
-    # The protocol file is the truth: align from the landmarks exactly as written there (so re-preparing the raw
-    # layout with dataset.prepare reproduces the packed set byte for byte).
-    lm_raw = np.round(lm_raw, job.get("lm_decimals", 3))
-    points = lm_raw if job.get("align_points", 5) == 5 else scface_points(lm_raw)
-    return {"raw": raw, "lm": lm_raw, "aligned": encode_jpeg(align_captured(raw, points), 95)}
-
-
-def scface_points(lm5: np.ndarray) -> np.ndarray:
-    """SCface's 4 points (QGFace template): both eyes, nose tip, mouth centre (rounded like all.txt's columns)."""
-    return np.round(np.concatenate([lm5[:3], (lm5[3:4] + lm5[4:5]) / 2]), 2)
-
-
-class _Renderer:
-    """Ordered parallel map of render jobs over a process pool (or inline with ``workers <= 1``)."""
-
-    def __init__(self, seed: int, preset: Preset, workers: int):
-        self.args = (seed, preset.family_size, preset.sibling_scale)
-        threads = cv2.getNumThreads()
-        if workers > 1:
-            cv2.setNumThreads(1)  # no OpenCV thread pool inherited in a locked state by forked children
-        self.pool = OrderedPool(workers, "processes", initializer=_worker_init, chunksize=16)
-        cv2.setNumThreads(threads)
-
-    def map(self, jobs: list[dict]):
-        return self.pool.map(_render_star, [(*self.args, job) for job in jobs])
-
-    def close(self):
-        self.pool.close()
-
-
-def _worker_init():
-    cv2.setNumThreads(1)
-
-
-def _render_star(call):
-    return render_job(*call)
-
-
 # ----------------------------------------------------------------------------------------------- sets
 
 
 def plan_train(pre: Preset, seed: int) -> list[dict]:
     base = pool_base("train", pre.family_size)
-    r = _rng(seed, 100)
+    r = keyed_rng(seed, 100)
     jobs = []
     for label in range(pre.train_ids):
         for _k in range(pre.train_images):
             u = r.uniform()
             pose = "profile" if u < 0.08 else "wide" if u < 0.2 else "normal"
             age = (0.0, 1.0) if r.uniform() < 0.2 else None
-            jobs.append(_job("train", len(jobs), base + label, pose=pose, age=age, label=label))
+            jobs.append(make_job("train", len(jobs), base + label, pose=pose, age=age, label=label))
     return jobs
 
 
-def _train(root: Path, renderer: _Renderer, pre: Preset, seed: int) -> dict:
+def _train(root: Path, renderer: Renderer, pre: Preset, seed: int) -> dict:
     jobs = plan_train(pre, seed)
     items = ((res["raw"], job["label"]) for job, res in zip(jobs, renderer.map(jobs), strict=True))
     info = write_insightface_rec(root / "train", items, name="train", num_workers=1)
     facts = {"num_classes": info["num_classes"], "num_images": info["num_images"], "image_size": [112, 112],
              "color": "BGR", "generator": f"synthetic v{GENERATOR_VERSION}", "seed": seed}
-    (root / "train" / "dataset.json").write_text(json.dumps(facts, indent=1) + "\n")
+    atomic.write_json(root / "train" / "dataset.json", facts, indent=1)
     return facts
 
 
@@ -213,7 +118,7 @@ def bin_pairs(name: str, pre: Preset, seed: int) -> list[tuple[int, int, bool]]:
     base = pool_base(name, fs)
     n_ids = max(2 * fs, (pre.bin_pairs // 3) // fs * fs)
     p_sibling = BIN_FLAVOURS[name][4]
-    r = _rng(seed, 101, SET_CODES[name])
+    r = keyed_rng(seed, 101, SET_CODES[name])
     per_fold = pre.bin_pairs // 10
     pairs = []
     for _fold in range(10):
@@ -236,16 +141,16 @@ def plan_bin(name: str, pre: Preset, seed: int) -> tuple[list, list[dict]]:
     """Pairs and the render jobs of one .bin (images 2k, 2k+1 = pair k), with the set's pose/age flavour."""
     pose_a, pose_b, age_a, age_b, _ = BIN_FLAVOURS[name]
     pairs = bin_pairs(name, pre, seed)
-    swap = _rng(seed, 102, SET_CODES[name]).uniform(size=len(pairs)) < 0.5
+    swap = keyed_rng(seed, 102, SET_CODES[name]).uniform(size=len(pairs)) < 0.5
     jobs = []
     for (a, b, _same), s in zip(pairs, swap, strict=True):
         first, second = ((pose_a, age_a), (pose_b, age_b)) if not s else ((pose_b, age_b), (pose_a, age_a))
-        jobs.append(_job(name, len(jobs), a, pose=first[0], age=first[1]))
-        jobs.append(_job(name, len(jobs), b, pose=second[0], age=second[1]))
+        jobs.append(make_job(name, len(jobs), a, pose=first[0], age=first[1]))
+        jobs.append(make_job(name, len(jobs), b, pose=second[0], age=second[1]))
     return pairs, jobs
 
 
-def _bins(val: Path, renderer: _Renderer, pre: Preset, seed: int) -> dict:
+def _bins(val: Path, renderer: Renderer, pre: Preset, seed: int) -> dict:
     counts = {}
     for name in BIN_SETS:
         if pre.bin_pairs % 20:
@@ -260,36 +165,36 @@ def _bins(val: Path, renderer: _Renderer, pre: Preset, seed: int) -> dict:
 def plan_tinyface(pre: Preset, seed: int) -> tuple[list[dict], list[dict]]:
     """LQ probes (8-24 px faces) vs. an HQ-ish gallery of matches plus distractor identities."""
     base = pool_base("tinyface", pre.family_size)
-    r = _rng(seed, 103)
+    r = keyed_rng(seed, 103)
     jobs, rows = [], []
     loose = {"loose": True, "canvas": 128, "face_scale": (0.8, 0.95)}
     for i in range(pre.tinyface_ids):
         for k in range(pre.tinyface_probes):
-            jobs.append(_job("tinyface", len(jobs), base + i, level="tiny", **loose))
+            jobs.append(make_job("tinyface", len(jobs), base + i, level="tiny", **loose))
             rows.append({"name": f"Probe/{i + 1}_{k + 1}.jpg", "label": i + 1, "split": "probe"})
         for k in range(pre.tinyface_matches):
             level = "hq" if r.uniform() < 0.7 else "high"
-            jobs.append(_job("tinyface", len(jobs), base + i, level=level, **loose))
+            jobs.append(make_job("tinyface", len(jobs), base + i, level=level, **loose))
             rows.append({"name": f"Gallery_Match/{i + 1}_{pre.tinyface_probes + k + 1}.jpg", "label": i + 1,
                          "split": "gallery_match"})
     first_distractor = -(-pre.tinyface_ids // pre.family_size) * pre.family_size  # next family boundary
     for k in range(pre.tinyface_distractors):
         level = "hq" if r.uniform() < 0.7 else "high"
         ident = base + first_distractor + k // 2  # two images per distractor identity
-        jobs.append(_job("tinyface", len(jobs), ident, level=level, **loose))
+        jobs.append(make_job("tinyface", len(jobs), ident, level=level, **loose))
         rows.append({"name": f"Gallery_Distractor/distractor_{k + 1:06d}.jpg", "label": -1,
                      "split": "gallery_distractor"})
     return jobs, rows
 
 
-def _tinyface(root: Path, renderer: _Renderer, pre: Preset, seed: int) -> dict:
+def _tinyface(root: Path, renderer: Renderer, pre: Preset, seed: int) -> dict:
     jobs, rows = plan_tinyface(pre, seed)
     raw_dir = root / "raw" / "tinyface" / "Testing_Set"
     for sub in TINYFACE_SPLIT_DIRS.values():
         (raw_dir / sub).mkdir(parents=True, exist_ok=True)
     aligned = []
     for row, res in zip(rows, renderer.map(jobs), strict=True):
-        (raw_dir / row["name"]).write_bytes(res["raw"])
+        atomic.write_bytes(raw_dir / row["name"], res["raw"], durable=False)
         aligned.append((res["aligned"], row))
     write_packed_set(root / "val" / "tinyface", aligned, ["index", "name", "label", "split"])
     return {s: sum(r_["split"] == s for r_ in rows) for s in TINYFACE_SPLIT_DIRS}
@@ -302,29 +207,30 @@ def plan_scface(pre: Preset, seed: int) -> tuple[list[dict], list[dict]]:
     jobs, rows = [], []
     for s in range(1, pre.scface_subjects + 1):
         ident = base + s - 1
-        jobs.append(_job("scface", len(jobs), ident, mugshot=True, level="hq", face_scale=(0.85, 0.95), **scface))
+        jobs.append(make_job("scface", len(jobs), ident, mugshot=True, level="hq", face_scale=(0.85, 0.95), **scface))
         rows.append({"name": f"{s:03d}_frontal", "label": s, "split": "gallery", "camera": "frontal",
                      "distance": 0})
         for cam in range(1, SCFACE_CAMERAS + 1):
             for d in (1, 2, 3):
-                jobs.append(_job("scface", len(jobs), ident, camera=cam, level=SCFACE_LEVELS[d],
-                                 face_scale=(0.7, 0.9), **scface))
+                jobs.append(make_job("scface", len(jobs), ident, camera=cam, level=SCFACE_LEVELS[d],
+                                     face_scale=(0.7, 0.9), **scface))
                 rows.append({"name": f"{s:03d}_cam{cam}_{d}", "label": s, "split": "probe", "camera": f"cam{cam}",
                              "distance": d})
     return jobs, rows
 
 
-def _scface(root: Path, renderer: _Renderer, pre: Preset, seed: int) -> dict:
+def _scface(root: Path, renderer: Renderer, pre: Preset, seed: int) -> dict:
     jobs, rows = plan_scface(pre, seed)
     raw_dir = root / "raw" / "scface"
     (raw_dir / "images").mkdir(parents=True, exist_ok=True)
     lines, aligned = [], []
     for row, res in zip(rows, renderer.map(jobs), strict=True):
-        (raw_dir / "images" / f"{row['name']}.jpg").write_bytes(res["raw"])
+        atomic.write_bytes(raw_dir / "images" / f"{row['name']}.jpg", res["raw"], durable=False)
         # all.txt layout: lex,ley,rex,rey,nx,ny,mx,my (mouth centre), the default of dataset.prepare scface
-        lines.append("\t".join([row["name"]] + [f"{c:.2f}" for c in scface_points(res["lm"]).reshape(-1)]))
+        points = scface_points_from_landmarks5(res["lm"]).reshape(-1)
+        lines.append("\t".join([row["name"]] + [f"{c:.2f}" for c in points]))
         aligned.append((res["aligned"], row))
-    (raw_dir / "all.txt").write_text("\n".join(lines) + "\n")
+    atomic.write_text(raw_dir / "all.txt", "\n".join(lines) + "\n")
     write_packed_set(root / "val" / "scface", aligned, ["index", "name", "label", "split", "camera", "distance"],
                      extra_files={"meta/all.txt": raw_dir / "all.txt"})
     return {"gallery": pre.scface_subjects, "probes_per_distance": pre.scface_subjects * SCFACE_CAMERAS}
@@ -333,7 +239,7 @@ def _scface(root: Path, renderer: _Renderer, pre: Preset, seed: int) -> dict:
 def ijb_plan(pre: Preset, seed: int):
     """Templates as lists of media (still or video frames), each media with one quality level."""
     base = pool_base("ijbb", pre.family_size)
-    r = _rng(seed, 104)
+    r = keyed_rng(seed, 104)
     templates = []  # (template_id, subject, [(media_id, level, n_frames, pose)])
     media_id = 0
     for s in range(pre.ijb_subjects):
@@ -358,7 +264,7 @@ def ijb_pairs(templates, pre: Preset, seed: int) -> list[tuple[int, int, int]]:
     keep = same.copy()
     impostor = np.flatnonzero(~same)
     if len(impostor) > pre.ijb_max_impostors:
-        impostor = np.sort(_rng(seed, 105).choice(impostor, pre.ijb_max_impostors, replace=False))
+        impostor = np.sort(keyed_rng(seed, 105).choice(impostor, pre.ijb_max_impostors, replace=False))
     keep[impostor] = True
     return list(zip(tids[i[keep]].tolist(), tids[j[keep]].tolist(), same[keep].astype(int).tolist(), strict=True))
 
@@ -369,33 +275,33 @@ def plan_ijbb(pre: Preset, seed: int):
     for tid, subject, ident, media in templates:
         for mid, level, frames, pose in media:
             for _f in range(frames):
-                jobs.append(_job("ijbb", len(jobs), ident, loose=True, canvas=160, level=level, pose=pose,
-                                 media=mid, face_scale=(0.7, 0.95)))
+                jobs.append(make_job("ijbb", len(jobs), ident, loose=True, canvas=160, level=level, pose=pose,
+                                     media=mid, face_scale=(0.7, 0.95)))
                 name = f"{len(jobs)}.jpg"
                 rows.append({"name": name, "label": subject, "template": tid, "media": mid})
     return templates, jobs, rows
 
 
-def _ijbb(root: Path, renderer: _Renderer, pre: Preset, seed: int) -> dict:
+def _ijbb(root: Path, renderer: Renderer, pre: Preset, seed: int) -> dict:
     templates, jobs, rows = plan_ijbb(pre, seed)
     raw_dir = root / "raw" / "IJBB"
     (raw_dir / "loose_crop").mkdir(parents=True, exist_ok=True)
     (raw_dir / "meta").mkdir(parents=True, exist_ok=True)
     pts_lines, aligned = [], []
-    faceness_rng = _rng(seed, 106)
+    faceness_rng = keyed_rng(seed, 106)
     quality_faceness = {"hq": (0.97, 1.0), "high": (0.9, 0.99), "mid": (0.75, 0.95), "low": (0.5, 0.9)}
     for job, row, res in zip(jobs, rows, renderer.map(jobs), strict=True):
-        (raw_dir / "loose_crop" / row["name"]).write_bytes(res["raw"])
+        atomic.write_bytes(raw_dir / "loose_crop" / row["name"], res["raw"], durable=False)
         row["faceness"] = round(float(faceness_rng.uniform(*quality_faceness[job["level"]])), 4)
         pts_lines.append(" ".join([row["name"]] + [f"{c:.3f}" for c in res["lm"].reshape(-1)] +
                                   [f"{row['faceness']:.4f}"]))
         aligned.append((res["aligned"], row))
     meta = raw_dir / "meta"
-    (meta / "ijbb_name_5pts_score.txt").write_text("\n".join(pts_lines) + "\n")
-    (meta / "ijbb_face_tid_mid.txt").write_text(
-        "".join(f"{r_['name']} {r_['template']} {r_['media']}\n" for r_ in rows))
+    atomic.write_text(meta / "ijbb_name_5pts_score.txt", "\n".join(pts_lines) + "\n")
+    atomic.write_text(meta / "ijbb_face_tid_mid.txt",
+                      "".join(f"{r_['name']} {r_['template']} {r_['media']}\n" for r_ in rows))
     pairs = ijb_pairs(templates, pre, seed)
-    (meta / "ijbb_template_pair_label.txt").write_text("".join(f"{a} {b} {lab}\n" for a, b, lab in pairs))
+    atomic.write_text(meta / "ijbb_template_pair_label.txt", "".join(f"{a} {b} {lab}\n" for a, b, lab in pairs))
     # 1:N lists (template -> subject): first template of each subject in gallery S1 (odd) / S2 (even), rest probes.
     first = {}
     for tid, subject, _ident, _media in templates:
@@ -404,7 +310,7 @@ def _ijbb(root: Path, renderer: _Renderer, pre: Preset, seed: int) -> dict:
                           ("ijbb_1N_gallery_S2.csv", lambda t, s: first[s] == t and s % 2 == 0),
                           ("ijbb_1N_probe_mixed.csv", lambda t, s: first[s] != t)):
         body = "".join(f"{t},{s}\n" for t, s, _i, _m in templates if select(t, s))
-        (meta / fname).write_text("TEMPLATE_ID,SUBJECT_ID\n" + body)
+        atomic.write_text(meta / fname, "TEMPLATE_ID,SUBJECT_ID\n" + body)
     extra = {f"meta/{p.name}": p for p in sorted(meta.iterdir())}
     write_packed_set(root / "val" / "ijbb", aligned, ["index", "name", "label", "template", "media", "faceness"],
                      extra_files=extra)
@@ -427,28 +333,9 @@ def identities_used(preset: str, seed: int = 0) -> dict[str, set[int]]:
 # ----------------------------------------------------------------------------------------------- build
 
 
-def default_workers() -> int:
-    return max(1, min(2, os.cpu_count() or 1))
-
-
-def open_build(out_dir, preset: str, seed: int) -> tuple[Path, Path | None]:
-    """(final folder, fresh temporary sibling to build in), or (final, None) when a complete build (its `DONE`
-    marker) is there to reuse. The builder renames the temporary folder into place when it is done."""
-    final = Path(out_dir) / cache_name(preset, seed)
-    if (final / "DONE").is_file():
-        return final, None
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    return final, tmp
-
-
 def build(out_dir, preset: str = "demo", seed: int = 0, workers: int | None = None, verbose: bool = False) -> Path:
     """Build (or reuse) the benchmark; returns ``<out_dir>/<preset>-v<GENERATOR_VERSION>-s<seed>``. The photo presets
     (identity folders + landmark file, ``dataset.synthetic.photos``) are built by their own module."""
-    from dataset.synthetic.photos import PHOTO_PRESETS, build_photos
-
     if preset in PHOTO_PRESETS:
         return build_photos(out_dir, preset, seed, workers)
     if preset not in PRESETS:
@@ -457,10 +344,9 @@ def build(out_dir, preset: str = "demo", seed: int = 0, workers: int | None = No
     final, tmp = open_build(out_dir, preset, seed)
     if tmp is None:
         return final
-    workers = default_workers() if workers is None else workers
-    renderer = _Renderer(seed, pre, workers)
+    renderer = Renderer(seed, pre, workers)
     start = time.time()
-    facts = {"preset": preset, "seed": seed, "generator_version": GENERATOR_VERSION, "config": asdict(pre)}
+    facts = build_facts(preset, seed, asdict(pre))
     try:
         (tmp / "val").mkdir()
         stages = (("train", lambda: _train(tmp, renderer, pre, seed)),
@@ -474,24 +360,12 @@ def build(out_dir, preset: str = "demo", seed: int = 0, workers: int | None = No
             if verbose:
                 print(f"[synthetic] {name}: {facts[name]} ({time.time() - t0:.1f} s)", file=sys.stderr)
         facts["build_seconds"] = round(time.time() - start, 1)
-        (tmp / "DONE").write_text(json.dumps(facts, indent=1) + "\n")  # the marker: written last
-        if (final / "DONE").is_file():  # another process finished first: keep theirs
-            shutil.rmtree(tmp)
-            return final
-        if final.exists():  # an incomplete leftover without DONE
-            shutil.rmtree(final)
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if not (final / "DONE").is_file():  # a concurrent build won the race: theirs is complete
-                raise
-            shutil.rmtree(tmp)
+        return publish_build(tmp, final, facts)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
         renderer.close()
-    return final
 
 
 # ----------------------------------------------------------------------------------------------- sample images
@@ -508,7 +382,7 @@ def save_samples(out_dir, seed: int = 0) -> list[Path]:
         tiles = []
         for member in range(3):
             for k in range(2):
-                job = _job("lfw", 10**6 + fam * 10 + member * 2 + k, base + fam * pre.family_size + member)
+                job = make_job("lfw", 10**6 + fam * 10 + member * 2 + k, base + fam * pre.family_size + member)
                 tiles.append(cv2.imdecode(np.frombuffer(render_job(seed, pre.family_size, pre.sibling_scale, job)
                                                         ["raw"], np.uint8), cv2.IMREAD_COLOR))
         rows.append(np.concatenate(tiles, axis=1))
@@ -516,7 +390,7 @@ def save_samples(out_dir, seed: int = 0) -> list[Path]:
     cv2.imwrite(str(families), np.concatenate(rows, axis=0), [cv2.IMWRITE_PNG_COMPRESSION, 9])
     top, bottom = [], []
     for level in ("hq", "high", "mid", "low", "tiny"):
-        job = _job("tinyface", 10**6, base, loose=True, canvas=128, level=level, face_scale=(0.9, 0.9))
+        job = make_job("tinyface", 10**6, base, loose=True, canvas=128, level=level, face_scale=(0.9, 0.9))
         res = render_job(seed, pre.family_size, pre.sibling_scale, job)
         raw = cv2.imdecode(np.frombuffer(res["raw"], np.uint8), cv2.IMREAD_COLOR)
         top.append(cv2.resize(raw, (112, 112), interpolation=cv2.INTER_NEAREST))  # the capture, pixels visible
@@ -525,28 +399,3 @@ def save_samples(out_dir, seed: int = 0) -> list[Path]:
     cv2.imwrite(str(levels), np.concatenate([np.concatenate(top, 1), np.concatenate(bottom, 1)], 0),
                 [cv2.IMWRITE_PNG_COMPRESSION, 9])
     return [families, levels]
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dataset.synthetic", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default="data/synthetic", help="cache root (default: data/synthetic)")
-    from dataset.synthetic.photos import PHOTO_PRESETS
-
-    parser.add_argument("--preset", default="demo", choices=sorted(PRESETS) + sorted(PHOTO_PRESETS),
-                        help="benchmark presets, or photos / photos_tiny: identity folders of loose crops + landmarks")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=None, help="render processes (default: min(2, cores))")
-    parser.add_argument("--samples", default=None, metavar="DIR", help="only write the README sample images to DIR")
-    args = parser.parse_args(argv)
-    if args.samples:
-        for path in save_samples(args.samples, args.seed):
-            print(path)
-        return 0
-    start = time.time()
-    path = build(args.out, args.preset, args.seed, workers=args.workers, verbose=True)
-    print(f"{path} ({time.time() - start:.1f} s)")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -11,29 +11,22 @@
     DONE                         build facts (JSON), written last
 
 Identities come from their own pool (set code ``photos``), disjoint from every benchmark preset's identities.
-Images are rendered like the benchmark's loose crops (``dataset.synthetic.builder.render_job``) and captured at a mix
-of quality levels (``dataset.synthetic.quality.LEVELS``). docs/synthetic.md section 8.
+Images are rendered like the benchmark's loose crops (``dataset.synthetic.jobs.render_job``) and captured at a mix
+of quality levels (``dataset.synthetic.quality.LEVELS``). (docs/synthetic.md, "Photo presets: your-own-faces
+folders (`dataset/synthetic/photos.py`)")
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from common import atomic
-from dataset.synthetic.builder import (
-    GENERATOR_VERSION,
-    _job,
-    _Renderer,
-    default_workers,
-    open_build,
-    pool_base,
-)
-from dataset.synthetic.render import _rng
+from dataset.synthetic.cache import build_facts, open_build, publish_build
+from dataset.synthetic.jobs import Renderer, make_job, pool_base
+from dataset.synthetic.render import keyed_rng
 
 
 @dataclass(frozen=True)
@@ -59,7 +52,7 @@ EVAL_OFFSET = 300_000  # eval identities start here in the photos pool (a family
 def plan_photos(pre: PhotoPreset, seed: int) -> list[dict]:
     """Render jobs of both splits; each carries its split, identity folder name and file name."""
     base = pool_base("photos", pre.family_size)
-    r = _rng(seed, 900)
+    r = keyed_rng(seed, 900)
     jobs = []
     for split, n_ids, per_id, offset in (("train", pre.train_ids, pre.train_images, 0),
                                          ("eval", pre.eval_ids, pre.eval_images, EVAL_OFFSET)):
@@ -68,9 +61,9 @@ def plan_photos(pre: PhotoPreset, seed: int) -> list[dict]:
                 u = r.uniform()
                 level = next(name for name, cum in _cumulative(LEVEL_MIX) if u < cum)
                 pose = "wide" if r.uniform() < 0.15 else "normal"
-                jobs.append(_job("photos", len(jobs), base + offset + k, loose=True, canvas=pre.canvas, level=level,
-                                 pose=pose, face_scale=(0.65, 1.0), split=split,
-                                 folder=f"{'person' if split == 'train' else 'guest'}{k:04d}", name=f"{n:02d}.jpg"))
+                jobs.append(make_job("photos", len(jobs), base + offset + k, loose=True, canvas=pre.canvas,
+                                     level=level, pose=pose, face_scale=(0.65, 1.0), split=split,
+                                     folder=f"{'person' if split == 'train' else 'guest'}{k:04d}", name=f"{n:02d}.jpg"))
     return jobs
 
 
@@ -96,7 +89,7 @@ def build_photos(out_dir, preset: str = "photos", seed: int = 0, workers: int | 
         return final
     start = time.time()
     jobs = plan_photos(pre, seed)
-    renderer = _Renderer(seed, pre, default_workers() if workers is None else workers)
+    renderer = Renderer(seed, pre, workers)
     lines = {"train": [], "eval": []}
     levels = {}
     try:
@@ -107,19 +100,11 @@ def build_photos(out_dir, preset: str = "photos", seed: int = 0, workers: int | 
             levels[job["level"]] = levels.get(job["level"], 0) + 1
         for split, rows in lines.items():
             atomic.write_text(tmp / f"landmarks_{split}.txt", "\n".join(rows) + "\n")
-        facts = {"preset": preset, "seed": seed, "generator_version": GENERATOR_VERSION, "config": asdict(pre),
-                 "images": {s: len(rows) for s, rows in lines.items()}, "levels": levels,
-                 "build_seconds": round(time.time() - start, 1)}
-        atomic.write_text(tmp / "DONE", json.dumps(facts, indent=1) + "\n")
-        if (final / "DONE").is_file():
-            shutil.rmtree(tmp)
-            return final
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        facts = dict(build_facts(preset, seed, asdict(pre)), images={s: len(rows) for s, rows in lines.items()},
+                     levels=levels, build_seconds=round(time.time() - start, 1))
+        return publish_build(tmp, final, facts)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
         renderer.close()
-    return final

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dataset.synthetic.builder import PRESETS, _job, pool_base, render_job
+from dataset.synthetic.builder import PRESETS
+from dataset.synthetic.jobs import make_job, pool_base, render_job
 from dataset.synthetic.quality import LEVELS, decode_jpeg
 
 PROBE_LEVELS = tuple(LEVELS)  # hq, high, mid, low, tiny
@@ -23,8 +24,8 @@ def quality_probe(identities: int = 16, preset: str = "demo", seed: int = 0) -> 
     images, levels = [], []
     for i in range(identities):
         for j, level in enumerate(PROBE_LEVELS):
-            job = _job("tinyface", _FIRST_INDEX + i * len(PROBE_LEVELS) + j, base + i, loose=True, canvas=128,
-                       level=level, face_scale=(0.8, 0.95))
+            job = make_job("tinyface", _FIRST_INDEX + i * len(PROBE_LEVELS) + j, base + i, loose=True, canvas=128,
+                           level=level, face_scale=(0.8, 0.95))
             images.append(decode_jpeg(render_job(seed, pre.family_size, pre.sibling_scale, job)["aligned"]))
             levels.append(level)
     return np.stack(images), levels

@@ -3,7 +3,7 @@ face size of 8-32 px, sensor noise and JPEG; plus re-alignment of a captured loo
 
 The three primitives (``gaussian_blur``, ``downscale``, ``jpeg_roundtrip``) are the one place degradations are made:
 the capture of the synthetic benchmark and the named ``DEGRADATIONS`` of the folder evaluation protocol
-(docs/evaluation.md section 8) both use them."""
+(docs/evaluation.md, "Your own faces: the `folders` protocol") both use them."""
 
 from __future__ import annotations
 

@@ -31,7 +31,8 @@ HAIR_PALETTE = np.array([[22, 22, 28], [30, 48, 85], [60, 95, 150], [95, 165, 20
 EYE_PALETTE = np.array([[40, 55, 90], [25, 35, 50], [140, 110, 60], [90, 140, 90], [120, 120, 110.0]])
 
 
-def _rng(*key) -> np.random.Generator:
+def keyed_rng(*key) -> np.random.Generator:
+    """The random stream of one key, e.g. ``(seed, TAG_SAMPLE, set_code, index)``: the same key, the same draws."""
     return np.random.default_rng(np.random.SeedSequence([int(k) for k in key]))
 
 
@@ -39,7 +40,7 @@ def _rng(*key) -> np.random.Generator:
 
 
 def _family_params(seed: int, family: int) -> dict:
-    r = _rng(seed, TAG_FAMILY, family)
+    r = keyed_rng(seed, TAG_FAMILY, family)
     tone = r.uniform()
     hair_idx = int(r.choice(len(HAIR_PALETTE), p=[0.35, 0.25, 0.15, 0.1, 0.08, 0.07]))
     return {
@@ -73,7 +74,7 @@ _SIBLING_SD = {"a": 1.2, "b": 1.2, "chin": 0.06, "ex": 0.5, "ey": 0.5, "ew": 0.3
 def identity_params(seed: int, identity: int, family_size: int, sibling_scale: float) -> dict:
     """Coarse parameters of the family, a small sibling perturbation, and the member's own fine detail."""
     p = dict(_family_params(seed, identity // family_size))
-    r = _rng(seed, TAG_MEMBER, identity)
+    r = keyed_rng(seed, TAG_MEMBER, identity)
     for key, sd in _SIBLING_SD.items():
         p[key] = p[key] + r.normal(0, sd * sibling_scale)
     for key in ("skin", "hair", "eye"):
@@ -98,7 +99,7 @@ def identity_params(seed: int, identity: int, family_size: int, sibling_scale: f
 @functools.lru_cache(maxsize=512)
 def _skin_texture(texture_seed: int) -> np.ndarray:
     """Identity skin texture in face coordinates (128x128 float, +-1): fine grain plus small blotches."""
-    r = _rng(texture_seed)
+    r = keyed_rng(texture_seed)
     fine = r.normal(0, 1, (128, 128)).astype(np.float32)
     blot = cv2.resize(r.normal(0, 1, (24, 24)).astype(np.float32), (128, 128), interpolation=cv2.INTER_CUBIC)
     tex = 0.6 * cv2.GaussianBlur(fine, (0, 0), 0.6) + 0.5 * blot
@@ -253,7 +254,7 @@ def render_face(p: dict, v: dict, seed_bg: int, canvas: int = 112,
 
 
 def _background(seed_bg, canvas, p, v):
-    r = _rng(seed_bg, 7)
+    r = keyed_rng(seed_bg, 7)
     if v.get("plain_bg"):  # mugshot wall
         return np.full((canvas, canvas, 3), r.uniform(150, 200), np.uint8)
     small = max(6, canvas // 8)
@@ -509,7 +510,7 @@ def _draw_glasses(pen: _Pen):
 
 def _draw_occluder(pen: _Pen, seed_bg: int):
     p, v = pen.p, pen.v
-    r = _rng(seed_bg, 11)
+    r = keyed_rng(seed_bg, 11)
     lm, dz = face_landmarks_3d(p, v)
     kind = v["occluder"]
     if kind == 1:  # a bar across the face
@@ -535,7 +536,7 @@ def _draw_occluder(pen: _Pen, seed_bg: int):
 
 @functools.lru_cache(maxsize=1)
 def _noise_tile() -> np.ndarray:
-    return _rng(12345).standard_normal((384, 384, 3), dtype=np.float32)
+    return keyed_rng(12345).standard_normal((384, 384, 3), dtype=np.float32)
 
 
 def noise_patch(r: np.random.Generator, shape) -> np.ndarray:
@@ -563,7 +564,7 @@ def _lighting(img, v, seed_bg):
     gain = (v["bright"] * (1 + v["light_amp"] * d))[:, :, None] * np.asarray(v["cast"], np.float32)
     lit = img.astype(np.float32) * gain
     if v["noise"] > 0:
-        lit += noise_patch(_rng(seed_bg, 13), lit.shape) * np.float32(v["noise"])
+        lit += noise_patch(keyed_rng(seed_bg, 13), lit.shape) * np.float32(v["noise"])
     lit = np.clip(lit + 0.5, 0, 255).astype(np.uint8)
     lut = (np.clip((np.arange(256) / 255.0) ** v["gamma"] * 255 + 0.5, 0, 255)).astype(np.uint8)
     return cv2.LUT(lit, lut)

@@ -21,7 +21,8 @@ STANDARD_SETS: dict[str, dict] = {
     **{name: {"kind": "ijb", "path": name, "title": title, "feature": "unit", "faceness": False, "one_to_n": False,
               "galleries": galleries}
        for name, title, galleries in (("ijbb", "IJB-B", ["S1", "S2"]), ("ijbc", "IJB-C", ["G1", "G2"]))},
-    # your own identity folders (docs/evaluation.md section 8): validation=folders validation.root=<folder>
+    # your own identity folders (docs/evaluation.md, "Your own faces: the `folders` protocol"):
+    # validation=folders validation.root=<folder>
     "folders": {"kind": "folders", "path": ".", "title": "Folders", "levels": ["clean", "blur", "lowres", "jpeg"],
                 "degrade": "second", "pairs": None, "genuine_per_identity": 50, "impostor_ratio": 1.0, "seed": 0,
                 "threshold": 0.3, "folds": 10},

@@ -3,7 +3,8 @@
 A protocol kind is one class: given a set name, its path and its options it builds the set's torch dataset (items
 `(image uint8 [3, 112, 112] BGR, index)`), reads its protocol files (numpy) and turns the set's embeddings into
 metrics (percent). The suite only iterates over protocols; nothing outside a kind's module knows what the kind
-measures. Register a new kind with `@PROTOCOLS.register("my_kind")` (README: "Add a validation protocol").
+measures. Register a new kind with `@PROTOCOLS.register("my_kind")`
+(docs/extending.md, "Add a validation protocol").
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from common.registry import Registry
-from validation.fusion import fuse
+from validation.flip_fusion import fuse
 
 PROTOCOLS = Registry("validation protocol")
 

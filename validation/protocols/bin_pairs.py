@@ -1,13 +1,14 @@
 """Kind `bin_pairs`: 10-fold verification accuracy on an InsightFace `.bin` (LFW, CFP-FP, AgeDB-30, CALFW, CPLFW).
 
-Metric `val/<name>_acc`; these accuracies make the HQ average (docs/evaluation.md sections 1 and 6).
+Metric `val/<name>_acc`; these accuracies make the HQ average
+(docs/evaluation.md, "10-fold verification on the InsightFace `.bin` sets"; docs/evaluation.md, "Averages").
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from validation.fusion import fuse
+from validation.flip_fusion import fuse
 from validation.protocols.base import PROTOCOLS, SetEmbeddings, ValidationProtocol, rgb_to_bgr
 from validation.verification import verification_accuracy
 

@@ -7,7 +7,7 @@ degraded at every listed level (`degrade: both` degrades both). Metrics per leve
 (10-fold, folds split by identity), `f1` (threshold chosen on the other folds), `f1_at_threshold`, `eer`,
 `tar_far_<far>` (only where the impostor count resolves the FAR), `rank_1`. `artifacts(out_dir)` writes the pair
 list, a JSON report (unresolved FARs as null with the impostor count they need) and the ROC, DET and score histogram
-pictures. Reference: docs/evaluation.md section 8.
+pictures. Reference: (docs/evaluation.md, "Your own faces: the `folders` protocol").
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ class FoldersProtocol(ValidationProtocol):
         """Every level's pairs together (clean and degraded copies: a mixed-quality set, where discarding by quality
         can show what it is worth), subjects = identity folders, a side's quality = its fused feature norm."""
         from validation.calibration import PairScores
-        from validation.fusion import fuse
+        from validation.flip_fusion import fuse
 
         unit, norm = fuse(embeddings.emb, embeddings.norm, embeddings.emb_flip, embeddings.norm_flip, fusion)
         unit, norm = np.asarray(unit, np.float32), np.asarray(norm, np.float32).reshape(-1)

@@ -1,6 +1,6 @@
 """Kinds `tinyface` (closed-set CMC rank-k with distractors) and `scface` (rank-1 per distance d1/d2/d3).
 
-Metrics `<name>/rank_<k>` and `<name>/d<k>` (docs/evaluation.md section 3).
+Metrics `<name>/rank_<k>` and `<name>/d<k>` (docs/evaluation.md, "TinyFace and SCface identification").
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Protocol files in `<set>/meta/`: `<prefix>_template_pair_label.txt`, and for 1:N `<prefix>_1N_probe_mixed.csv` +
 `<prefix>_1N_gallery_<G>.csv` (prefix defaults to the set name). Metrics `<name>/tar_far_<far>` and
-`<name>/1n_<gallery>_<metric>` (docs/evaluation.md section 4).
+`<name>/1n_<gallery>_<metric>` (docs/evaluation.md, "IJB-B / IJB-C template verification").
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class IJBProtocol(PackedProtocol):
         import numpy as np
 
         from validation.calibration import PairScores
-        from validation.fusion import fuse
+        from validation.flip_fusion import fuse
 
         meta, e = self.meta, embeddings
         _, unique_templates, scores = self._template_scores(embeddings, fusion)

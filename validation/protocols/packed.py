@@ -1,6 +1,6 @@
 """Shared part of the kinds stored as packed sets: `<root>/<name>/` = images.rec/.idx + meta.csv (+ meta/ files).
 
-The folder layout is docs/formats.md section 3; each kind names the meta.csv columns it needs.
+The folder layout is (docs/formats.md, "Packed evaluation sets"); each kind names the meta.csv columns it needs.
 """
 
 from __future__ import annotations

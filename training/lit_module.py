@@ -4,9 +4,9 @@ The attribute names `model` and `head` match AdaFace's own LightningModule, so o
 (and `models.load_pretrained` keeps `model.*` keys). The module takes a plain dict config (never an OmegaConf
 object): Lightning 2.6 loads checkpoints with `weights_only=True`, so hyper-parameters must be plain containers.
 
-Validation (docs/evaluation.md section 5): each validation set returns `(image, index)`; every rank embeds its shard
-with and without horizontal flip; `validation.gather` collects every rank's rows once per epoch, and every rank
-computes the same metrics (deterministic), which are logged unsynchronised.
+Validation (docs/evaluation.md, "Validation during training"): each validation set returns `(image, index)`; every
+rank embeds its shard with and without horizontal flip; `validation.gather` collects every rank's rows once per
+epoch, and every rank computes the same metrics (deterministic), which are logged unsynchronised.
 """
 
 import bisect
@@ -65,8 +65,8 @@ class FaceRecognitionModule(pl.LightningModule):
             raise ValueError(f"nonfinite_loss must be 'stop' or 'skip', got {nonfinite_loss!r}")
         self.nonfinite_loss = nonfinite_loss
         self.model = build_backbone_from_node(backbone)
-        from models.finetune import frozen_modules
-        from models.finetune import options as finetune_options
+        from training.finetune import frozen_modules
+        from training.finetune import options as finetune_options
 
         self.finetune = finetune_options(finetune)
         self._frozen = frozen_modules(self.model, int(self.finetune["freeze_stages"]), self.finetune["freeze_modules"])

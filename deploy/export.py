@@ -1,10 +1,11 @@
 """ONNX export of a backbone with a dynamic batch axis and two outputs: `embedding` (unit, [N,512]) and `norm`
 ([N,1], the quality score). The export is checked with onnxruntime against PyTorch on the same inputs.
 
-    python -m models.export --backbone ir_50 --checkpoint adaface_ir50_ms1mv2.ckpt --out ir50.onnx
-    python -m models.export ... --out m.onnx --int8 --calibration train.rec [--fp16]   # + m_int8.onnx, m_fp16.onnx
+    python -m deploy.export --backbone ir_50 --checkpoint adaface_ir50_ms1mv2.ckpt --out ir50.onnx
+    python -m deploy.export ... --out m.onnx --int8 --calibration train.rec [--fp16]   # + m_int8.onnx, m_fp16.onnx
 
-INT8 / fp16 versions and their check on held-out faces: models.quantize (docs/deployment.md section 1).
+INT8 / fp16 versions and their check on held-out faces: deploy.quantize
+(docs/deployment.md, "Quantized and half-precision ONNX").
 
 The ONNX input `input` is the *normalised* float image [N,3,112,112] in the colour order of the model
 (metadata_props `color`, `mean`, `std`, `input_size` say which); `models.preprocess` makes it from uint8 BGR.
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from common import atomic
+from deploy.onnx_graph import strip_debug_metadata
 
 TOLERANCE = 1e-4
 
@@ -61,16 +63,6 @@ def check_onnx(model: nn.Module, path: str | Path | bytes, batch_sizes=(1, 3), s
                 raise RuntimeError(f"{path}: non-finite {name} output at batch {n} (weights with NaN/Inf?)")
         worst = max(worst, float(np.abs(ort_emb - emb.numpy()).max()))
     return worst
-
-
-def strip_debug_metadata(proto):
-    """Drop the exporter's per-node debug metadata (stack traces with this machine's paths, FX node names, name
-    scopes) and doc strings: nothing at run time reads them, and they were ~5 % of a MobileFaceNet file, ~15 % of
-    its INT8 version. The model-level metadata (colour order, preprocessing) is kept."""
-    for node in proto.graph.node:
-        del node.metadata_props[:]
-        node.doc_string = ""
-    return proto
 
 
 def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, check: bool = True,
@@ -119,7 +111,7 @@ def export_artifacts(model: nn.Module, out, opset: int = 18, check: bool = True,
     """fp32 ONNX at `out`, and with `int8` / `fp16` its quantized / half versions beside it (`<stem>_int8.onnx`,
     `<stem>_fp16.onnx`), each compared with fp32 torch on `check_count` held-out faces of `calibration` (drawn
     disjoint from the `calibration_count` calibration faces). Returns {precision: result}."""
-    from models import quantize
+    from deploy import quantize
 
     out = Path(out)
     results = {"fp32": export_onnx(model, out, opset=opset, check=check, verbose=verbose)}

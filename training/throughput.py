@@ -7,9 +7,10 @@ out). A segment runs from a batch start to the last batch end before validation,
 so validation and checkpointing are not in it. Images are counted over all ranks. The host gap is the time between the
 end of one batch and the start of the next, where Lightning fetches the batch and copies it to the device. On a CPU it
 is the loader wait. On a GPU it is an upper bound on it: the host runs ahead of the device, and a copy from pageable
-(unpinned) memory first waits for the previous step's kernels (docs/performance.md section 2). Whether the loader keeps
-up is answered by `bench/gpu_check.py`, which runs the loader alone. On a GPU, a segment closes after a device
-synchronisation, so the queued kernels are in the time.
+(unpinned) memory first waits for the previous step's kernels
+(docs/performance.md, "Bare step vs the training loop"). Whether the loader keeps up is answered by
+`bench/gpu_check.py`, which runs the loader alone. On a GPU, a segment closes after a device synchronisation, so the
+queued kernels are in the time.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """INT8 (ONNX Runtime static quantization, QDQ, per-channel weights) and fp16 versions of an exported fp32 ONNX
-model, and the check of an artifact against fp32 torch on held-out faces (docs/deployment.md section 1).
+model, and the check of an artifact against fp32 torch on held-out faces
+(docs/deployment.md, "Quantized and half-precision ONNX").
 
-    python -m models.export --backbone tiny --checkpoint last.ckpt --out tiny.onnx --int8 --calibration train.rec
-    python -m models.export --backbone tiny --checkpoint last.ckpt --out tiny.onnx --fp16
+    python -m deploy.export --backbone tiny --checkpoint last.ckpt --out tiny.onnx --int8 --calibration train.rec
+    python -m deploy.export --backbone tiny --checkpoint last.ckpt --out tiny.onnx --fp16
 
 Calibration and held-out faces are aligned crops drawn from the same source (a `.rec` training pack or a folder of
 aligned images), disjoint: a seeded shuffle, the first `count` for calibration, the next `check_count` for the check.
@@ -21,6 +22,7 @@ from torch import nn
 
 from common import atomic
 from common.images import is_image_file
+from deploy.onnx_graph import compact_graph, with_metadata
 
 # the default acceptance of an artifact: mean cosine to fp32 torch over the held-out faces
 MIN_MEAN_COSINE = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.99}
@@ -94,16 +96,6 @@ class _Batches:
         pass
 
 
-def _with_metadata(proto, meta: dict):
-    from models.export import strip_debug_metadata
-
-    strip_debug_metadata(proto)
-    del proto.metadata_props[:]
-    for key, value in meta.items():
-        proto.metadata_props.add(key=str(key), value=str(value))
-    return proto
-
-
 def quantize_int8(fp32_path, calibration: np.ndarray, batch_size: int = 32, per_channel: bool = True) -> bytes:
     """INT8 model (QDQ: QuantizeLinear/DequantizeLinear around each quantized op, uint8 activations, int8
     per-output-channel weights, MinMax ranges from `calibration` [N,3,H,W] normalised inputs) as bytes; the
@@ -130,56 +122,7 @@ def quantize_int8(fp32_path, calibration: np.ndarray, batch_size: int = 32, per_
         finally:
             root.setLevel(level)
         proto = onnx.load(str(out))
-    return compact_graph(_with_metadata(proto, {**meta, "precision": "int8"})).SerializeToString()
-
-
-def compact_graph(proto):
-    """Lossless size cuts for a quantized graph, in place: the all-zero zero points of DequantizeLinear nodes on
-    stored tensors (weights, int32 biases) are dropped (0 is the operator's default; a bias zero point costs 4 bytes
-    per channel), and every internal tensor gets a short name (the exporter's names, value_info and node names were
-    ~5 % of a MobileFaceNet INT8 file). Activation quantize/dequantize pairs are left whole (ONNX Runtime fuses only
-    pairs with the same inputs), and the graph's inputs and outputs keep their names. Graphs with subgraphs, sparse
-    initializers or local functions are returned unchanged. Outputs are bit-identical (tests/test_quantize.py)."""
-    from onnx import AttributeProto, numpy_helper
-
-    graph = proto.graph
-    if graph.sparse_initializer or proto.functions or any(
-            a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for n in graph.node for a in n.attribute):
-        return proto
-    keep = {v.name for v in graph.input} | {v.name for v in graph.output}
-    initializers = {t.name: t for t in graph.initializer}
-    for node in graph.node:
-        if node.op_type != "DequantizeLinear" or len(node.input) != 3 or node.input[0] not in initializers:
-            continue
-        zero_point = node.input[2]
-        if zero_point in initializers and zero_point not in keep and \
-                not numpy_helper.to_array(initializers[zero_point]).any():
-            del node.input[2]
-    used = {name for node in graph.node for name in node.input} | keep
-    kept = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-
-    names: dict[str, str] = {}
-
-    def short(name: str) -> str:
-        if not name or name in keep:
-            return name
-        if name not in names:
-            candidate = f"t{len(names):x}"
-            while candidate in keep:  # never take the name of a graph input or output
-                candidate = "_" + candidate
-            names[name] = candidate
-        return names[name]
-
-    for tensor in graph.initializer:
-        tensor.name = short(tensor.name)
-    for node in graph.node:
-        node.name = ""
-        node.input[:] = [short(n) for n in node.input]
-        node.output[:] = [short(n) for n in node.output]
-    del graph.value_info[:]
-    return proto
+    return compact_graph(with_metadata(proto, {**meta, "precision": "int8"})).SerializeToString()
 
 
 def convert_fp16(fp32_path) -> bytes:
@@ -190,7 +133,7 @@ def convert_fp16(fp32_path) -> bytes:
     source = onnx.load(str(fp32_path))
     meta = {p.key: p.value for p in source.metadata_props}
     half = convert_float_to_float16(source, keep_io_types=True)
-    return _with_metadata(half, {**meta, "precision": "fp16"}).SerializeToString()
+    return with_metadata(half, {**meta, "precision": "fp16"}).SerializeToString()
 
 
 def compare_with_torch(model: nn.Module, artifact: bytes | str | Path, faces_bgr: np.ndarray, name: str,

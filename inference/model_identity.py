@@ -1,7 +1,8 @@
 """Which model made a score: the identity written into `thresholds.json` and checked by whoever reads it.
 
 A threshold only means something for the weights, colour order, preprocessing and flip fusion it was calibrated
-with (docs/evaluation.md section 10). The weights are named by the sha256 of the checkpoint or ONNX file.
+with (docs/evaluation.md, "Threshold calibration, error-versus-discard, score fusion (`task=calibrate`)"). The
+weights are named by the sha256 of the checkpoint or ONNX file.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def model_identity(path: str | Path, arch: str | None = None, flip_fusion: str |
 
 
 def onnx_metadata(path: str | Path) -> dict[str, str]:
-    """An ONNX file's metadata_props (name, precision, colour order, preprocessing; written by models.export), read
+    """An ONNX file's metadata_props (name, precision, colour order, preprocessing; written by deploy.export), read
     from the graph file alone: no session is built and external weight data is not loaded."""
     import onnx
 
@@ -63,12 +64,13 @@ ONNX_REQUIRED = ("color", "input_size", "mean", "std")
 
 
 def check_onnx_metadata(path: Path, meta: dict, input_shape) -> None:
-    """An ONNX file must say how to feed it (metadata_props written by models.export), and its metadata must agree
-    with its graph: ValueError naming the file and the key otherwise (docs/deployment.md section 2)."""
+    """An ONNX file must say how to feed it (metadata_props written by deploy.export), and its metadata must agree
+    with its graph: ValueError naming the file and the key otherwise
+    (docs/deployment.md, "Model identity of an artifact")."""
     missing = [k for k in ONNX_REQUIRED if k not in meta]
     if missing:
         raise ValueError(f"{path}: ONNX metadata_props lacks {', '.join(missing)} (colour order and preprocessing "
-                         "cannot be known; export with python -m models.export, which writes them)")
+                         "cannot be known; export with python -m deploy.export, which writes them)")
     if str(meta["color"]).upper() not in ("BGR", "RGB"):
         raise ValueError(f"{path}: ONNX metadata 'color' must be BGR or RGB, got {meta['color']!r}")
     dims = [d for d in list(input_shape)[2:] if isinstance(d, int)]

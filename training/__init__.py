@@ -1,0 +1,1 @@
+"""Training machinery around the backbone library: the LightningModule, callbacks, checkpoint I/O, run logs."""
