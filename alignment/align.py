@@ -78,7 +78,8 @@ def align_face(img: np.ndarray, landmarks, size: int = 112) -> np.ndarray:
 
 def pick_face(boxes: np.ndarray, image_shape) -> int:
     """Index of the face to keep in a photo: the largest box; on a tie, the one whose centre is nearest the image
-    centre (then the first). One rule for dataset preparation and inference (docs/evaluation.md, "Your own faces: preparation")."""
+    centre (then the first). One rule for dataset preparation and inference
+    (docs/evaluation.md, "Your own faces: preparation")."""
     boxes = np.asarray(boxes, dtype=np.float64)
     if len(boxes) == 0:
         raise ValueError("pick_face needs at least one box")

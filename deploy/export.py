@@ -182,10 +182,15 @@ def main(argv=None) -> dict:
                                seed=args.seed, min_cosine=args.min_cosine)
     print(f"wrote {args.out} (input: normalised {model.meta['color']} float [N,3,{model.meta['input_size']},"
           f"{model.meta['input_size']}]; outputs: embedding [N,{model.meta['embedding_size']}], norm [N,1])")
+    print_artifacts(results)
+    return results
+
+
+def print_artifacts(results: dict) -> None:
+    """One line per artifact beside the fp32 export (what export_artifacts returned)."""
     for precision, r in results.items():
         if precision != "fp32":
             print(f"wrote {r['path']} ({precision}, {r['size_mb']:.2f} MB)")
-    return results
 
 
 if __name__ == "__main__":

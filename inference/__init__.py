@@ -1,2 +1,3 @@
 """Using a trained model on photos: backends (torch / ONNX Runtime), face finding + alignment, the embedding loop and
-all-against-all comparison. `tasks.embed` and `tasks.compare` are their Hydra front ends (`python main.py task=...`)."""
+all-against-all comparison. The tasks embed, compare, enroll and identify
+(`python main.py task=...`) are its front ends."""

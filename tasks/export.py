@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> Path:
-    from deploy.export import export_artifacts
+    from deploy.export import export_artifacts, print_artifacts
     from models import build_backbone_from_node, load_pretrained
 
     if cfg.checkpoint is None:
@@ -30,7 +30,5 @@ def run(cfg: DictConfig) -> Path:
                                check_count=e.check_count, min_cosine=e.min_cosine)
     print(f"exported {cfg.backbone.name} from {cfg.checkpoint} -> {output} (max |onnx - torch| "
           f"{results['fp32'].get('max_abs_diff')})")
-    for precision, r in results.items():
-        if precision != "fp32":
-            print(f"  {precision}: {r['path']} ({r['size_mb']:.2f} MB)")
+    print_artifacts(results)
     return output

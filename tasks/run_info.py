@@ -1,6 +1,5 @@
 """What every run writes beside its results: resolved config, git commit, package versions, metrics.json."""
 
-import json
 import logging
 import platform
 import subprocess
@@ -11,6 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from common import atomic
+from validation.metrics_file import MetricsFileError, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -50,19 +50,20 @@ def write_run_info(cfg: DictConfig, out_dir: Path) -> None:
     atomic.write_json(out_dir / "versions.json", package_versions())
 
 
-def read_metrics(out_dir: Path) -> dict[str, float]:
-    """metrics.json of a run dir ({} when absent or unreadable)."""
+def existing_metrics(out_dir: Path) -> dict[str, float]:
+    """What a run dir's metrics.json already holds ({} for a new run)."""
     try:
-        data = json.loads((Path(out_dir) / "metrics.json").read_text())
-    except (OSError, ValueError):
+        return read_metrics(out_dir)
+    except MetricsFileError as e:
+        if (Path(out_dir) / "metrics.json").exists():
+            log.warning("%s: %s; writing a new one", Path(out_dir) / "metrics.json", e)
         return {}
-    return {k: float(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
 def write_metrics(metrics: dict, out_dir: Path) -> tuple[Path, dict[str, float]]:
     """metrics.json: a flat dict metric name -> value, merged into what the run dir already holds (a resumed run
     adds and updates, never drops earlier results). Returns (path, merged metrics)."""
     path = out_dir / "metrics.json"
-    merged = {**read_metrics(out_dir), **{k: float(v) for k, v in metrics.items()}}
+    merged = {**existing_metrics(out_dir), **{k: float(v) for k, v in metrics.items()}}
     atomic.write_json(path, dict(sorted(merged.items())))
     return path, merged

@@ -16,7 +16,7 @@ from pytorch_lightning.loggers import CSVLogger
 from common import atomic
 from common.run_lock import RunDirLock, is_launching_process
 from dataset.datamodule import FaceDataModule, resolve_training_data, resolve_validation_root
-from tasks.run_info import read_metrics, write_metrics, write_run_info
+from tasks.run_info import existing_metrics, write_metrics, write_run_info
 from training.checkpoint_io import (
     AtomicCheckpointIO,
     checkpoint_step,
@@ -198,7 +198,7 @@ def apply_init(cfg: DictConfig, module: FaceRecognitionModule, state: dict, trai
 def _already_finished(out_dir: Path, checkpoint_metrics: dict, step: int, trainer) -> dict[str, float]:
     """Resuming a finished run trains nothing; its results stay, completed from the checkpoint if a kill came
     between the last checkpoint and metrics.json."""
-    existing = read_metrics(out_dir)
+    existing = existing_metrics(out_dir)
     missing = {k: v for k, v in checkpoint_metrics.items() if k not in existing}
     if not trainer.is_global_zero:
         return existing
@@ -262,7 +262,7 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
         metrics["train/loss"] = float(loss)
     metrics["train/global_step"] = float(trainer.global_step)
     metrics["train/epochs"] = float(trainer.current_epoch)
-    previous_wall = read_metrics(out_dir).get("train/wall_s", 0.0) if resume_step is not None else 0.0
+    previous_wall = existing_metrics(out_dir).get("train/wall_s", 0.0) if resume_step is not None else 0.0
     metrics["train/wall_s"] = round(previous_wall + time.time() - started, 1)  # summed over resumed sessions
     if trainer.is_global_zero:
         path, metrics = write_metrics(metrics, out_dir)

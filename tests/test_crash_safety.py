@@ -98,7 +98,7 @@ def test_resume_picks_the_newest_checkpoint_that_verifies(tiny_cfg, caplog):
 
 def test_last_checkpoint_is_written_every_epoch(tmp_path, tiny_cfg, monkeypatch):
     """Killed in epoch 1 (long before the step interval), the run still has last.ckpt of epoch 0."""
-    from tasks.train import run as run_train
+    from tasks import train as train_task
     from training.lit_module import FaceRecognitionModule
 
     def crash(self):
@@ -107,21 +107,21 @@ def test_last_checkpoint_is_written_every_epoch(tmp_path, tiny_cfg, monkeypatch)
 
     monkeypatch.setattr(FaceRecognitionModule, "on_train_epoch_start", crash, raising=False)
     with pytest.raises(SystemError, match="preempted"):
-        run_train(tiny_cfg("run", "trainer.max_epochs=3", "callbacks.steps.every_n_train_steps=1000"))
+        train_task.run(tiny_cfg("run", "trainer.max_epochs=3", "callbacks.steps.every_n_train_steps=1000"))
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 0 and ckpt["global_step"] == 3  # 48 images / batch 16
     assert not (tmp_path / "run" / ".run.lock").exists()  # released on the way out
 
 
 def test_resuming_a_finished_run_changes_nothing(tmp_path, capsys):
-    from tasks.train import run as run_train
+    from tasks import train as train_task
 
     cfg = compose_config(["debug=smoke", "validation=synthetic_hq", "trainer.max_epochs=1"],
                          output_dir=str(tmp_path / "run"))
-    first = run_train(cfg)
+    first = train_task.run(cfg)
     run = tmp_path / "run"
     before = {name: (run / name).read_bytes() for name in ("metrics.json", "metrics.md", "logs/metrics.csv")}
-    again = run_train(compose_config(["debug=smoke", "validation=synthetic_hq", "trainer.max_epochs=1",
+    again = train_task.run(compose_config(["debug=smoke", "validation=synthetic_hq", "trainer.max_epochs=1",
                                       "ckpt_path=auto"], output_dir=str(run)))
     assert "already finished" in capsys.readouterr().out
     assert {name: (run / name).read_bytes() for name in before} == before
@@ -385,11 +385,11 @@ def test_chaos_kill_at_random_moments_then_resume_gives_the_uninterrupted_result
 
 def test_a_second_training_run_on_a_held_run_dir_refuses(tmp_path, tiny_cfg):
     from common.run_lock import RunDirBusy, RunDirLock
-    from tasks.train import run as run_train
+    from tasks import train as train_task
 
     cfg = tiny_cfg("run", "trainer.max_epochs=1")
     with RunDirLock(tmp_path / "run"), pytest.raises(RunDirBusy, match="in use by process"):
-        run_train(cfg)
+        train_task.run(cfg)
     assert not (tmp_path / "run" / "checkpoints").exists()  # refused before anything was written
 
 

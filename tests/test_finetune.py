@@ -11,9 +11,9 @@ import torch
 
 from models import build_backbone, preprocess
 from models.pretrained import CheckpointError
+from tasks import train as train_task
 from tasks.config_schema import compose_config, validate_config
 from tasks.train import apply_init, build_module, load_init
-from tasks.train import run as run_train
 
 
 def _folders(root: Path, identities: int = 4, per_identity: int = 8) -> Path:
@@ -153,30 +153,30 @@ def test_init_from_of_another_architecture_or_not_a_checkpoint(tmp_path):
 def test_init_from_with_ckpt_path_auto_resumes_the_interrupted_run(tmp_path, caplog):
     """First session: one epoch (then 'interrupted'); second session with the same command and ckpt_path=auto: the
     run dir's checkpoint wins, init_from is ignored (logged), training continues at the saved step."""
-    first = run_train(_cfg(tmp_path, "run_name=ft", "ckpt_path=auto", run="ft"))
+    first = train_task.run(_cfg(tmp_path, "run_name=ft", "ckpt_path=auto", run="ft"))
     steps = int(first["train/global_step"])
     assert steps == 4  # 32 images, batch 8
     with caplog.at_level(logging.INFO):
-        second = run_train(_cfg(tmp_path, "run_name=ft", "ckpt_path=auto", "trainer.max_epochs=2", run="ft"))
+        second = train_task.run(_cfg(tmp_path, "run_name=ft", "ckpt_path=auto", "trainer.max_epochs=2", run="ft"))
     assert "ignored: resuming this run from its own checkpoint" in caplog.text
     assert int(second["train/global_step"]) == 2 * steps
     # the same as one uninterrupted two-epoch fine-tuning run (1 loader worker: the end-of-epoch resume path)
-    whole = run_train(_cfg(tmp_path, "run_name=whole", "trainer.max_epochs=2", run="whole"))
+    whole = train_task.run(_cfg(tmp_path, "run_name=whole", "trainer.max_epochs=2", run="whole"))
     assert second["train/loss"] == pytest.approx(whole["train/loss"], rel=1e-6)
 
 
 def test_after_the_head_only_warmup_the_run_scores_exactly_like_the_pretrained_model(tmp_path):
     """End to end: a fine-tuning run's validation after its head-only warm-up epoch (backbone fixed, BatchNorm
     frozen) equals task=evaluate of the pretrained file on the same folder set, to the last digit."""
-    from tasks.evaluate import run as run_evaluate
+    from tasks import evaluate as evaluate_task
 
     evaluation = _folders(tmp_path / "eval", identities=5, per_identity=3)
     val = ["validation=folders", "validation.sets=[folders]", f"validation.root={evaluation}",
            "validation.protocols.folders.levels=[clean,blur]"]
-    pretrained = run_evaluate(compose_config(
+    pretrained = evaluate_task.run(compose_config(
         ["task=evaluate", f"checkpoint={_pretrained(tmp_path / 'released.ckpt')}", "backbone=tiny", "logger=none",
          "trainer.enable_progress_bar=false", *val], output_dir=str(tmp_path / "before")))
-    tuned = run_train(_cfg(tmp_path, *val, run="ft"))
+    tuned = train_task.run(_cfg(tmp_path, *val, run="ft"))
     keys = [k for k in pretrained if k.startswith("folders/")]
     assert keys and {k: tuned[k] for k in keys} == {k: pretrained[k] for k in keys}
 
@@ -187,6 +187,6 @@ def test_any_augmentation_works_unchanged_with_init_from(tmp_path):
     validate_config(cfg)
     module, training = _module(cfg)
     assert module.num_views == 2 and module.head.kernel.shape[1] == training.num_classes
-    result = run_train(_cfg(tmp_path, "augmentation=qgface_ours", "objective=qgface", "finetune.head_warmup_epochs=0",
-                            run="blur"))
+    result = train_task.run(_cfg(tmp_path, "augmentation=qgface_ours", "objective=qgface",
+                                 "finetune.head_warmup_epochs=0", run="blur"))
     assert result["train/global_step"] == 4 and np.isfinite(result["train/loss"])

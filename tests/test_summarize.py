@@ -168,3 +168,26 @@ def test_a_run_at_the_default_seed_is_grouped_by_the_seed_its_config_used(tmp_pa
     assert summarize.main([str(first), str(second)]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| D |"))
     assert row.startswith("| D | 2 | 52.00 ± 2.83 |")
+
+
+@pytest.mark.parametrize("content, reason", [
+    (None, "no metrics.json"),
+    ("{not json", "unreadable metrics.json"),
+    ("{}", "empty metrics.json"),
+    ('{"val/x": NaN}', "non-finite"),
+    ("[1, 2]", "not a name -> value object"),
+])
+def test_metrics_file_refuses_what_is_not_a_metrics_file(tmp_path, content, reason):
+    from validation.metrics_file import MetricsFileError, read_metrics
+
+    if content is not None:
+        (tmp_path / "metrics.json").write_text(content)
+    with pytest.raises(MetricsFileError, match=reason):
+        read_metrics(tmp_path)
+
+
+def test_metrics_file_keeps_the_numbers_only(tmp_path):
+    from validation.metrics_file import read_metrics
+
+    (tmp_path / "metrics.json").write_text('{"val/a": 1, "val/b": 0.5, "note": "x", "flag": true}')
+    assert read_metrics(tmp_path) == {"val/a": 1.0, "val/b": 0.5}

@@ -53,10 +53,10 @@ def test_module_attributes_and_plain_hparams(tiny_cfg):
 
 def test_resume_continues_at_same_step_and_lr(tmp_path, tiny_cfg, monkeypatch):
     """Interrupted after one epoch, `ckpt_path=last` from the same run dir continues at the same step and LR."""
-    from tasks.train import run as run_train
+    from tasks import train as train_task
 
     common = ("optim.milestones=[1]", "optim.lr=0.1", "callbacks.steps.every_n_train_steps=1000")
-    first = run_train(tiny_cfg("run", "trainer.max_epochs=1", *common, logger="none"))
+    first = train_task.run(tiny_cfg("run", "trainer.max_epochs=1", *common, logger="none"))
     steps_per_epoch = int(first["train/global_step"])
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == steps_per_epoch
@@ -68,7 +68,7 @@ def test_resume_continues_at_same_step_and_lr(tmp_path, tiny_cfg, monkeypatch):
         seen["lr"] = self.trainer.optimizers[0].param_groups[0]["lr"]
 
     monkeypatch.setattr(FaceRecognitionModule, "on_train_start", record, raising=False)
-    second = run_train(tiny_cfg("run", "trainer.max_epochs=2", "ckpt_path=last", *common, logger="none"))
+    second = train_task.run(tiny_cfg("run", "trainer.max_epochs=2", "ckpt_path=last", *common, logger="none"))
     assert seen["step"] == steps_per_epoch  # not 0: restored, not restarted
     assert seen["lr"] == pytest.approx(0.01)  # epoch 1 is past milestone 1
     assert second["train/global_step"] == 2 * steps_per_epoch
@@ -106,12 +106,12 @@ def test_smoke_end_to_end(tmp_path):
 def test_resume_from_an_end_of_epoch_checkpoint_with_loader_workers(tiny_cfg):
     """A finished one-epoch run extended to two epochs (ckpt_path=auto) with a loader worker trains the second epoch
     exactly as an uninterrupted run does (the sampler starts the next epoch, not the finished one)."""
-    from tasks.train import run as run_train
+    from tasks import train as train_task
 
-    run_train(tiny_cfg("r", "run_name=r", "ckpt_path=auto", "trainer.max_epochs=1", "data.num_workers=1",
+    train_task.run(tiny_cfg("r", "run_name=r", "ckpt_path=auto", "trainer.max_epochs=1", "data.num_workers=1",
                        logger="none"))
-    resumed = run_train(tiny_cfg("r", "run_name=r", "ckpt_path=auto", "trainer.max_epochs=2",
+    resumed = train_task.run(tiny_cfg("r", "run_name=r", "ckpt_path=auto", "trainer.max_epochs=2",
                                  "data.num_workers=1", logger="none"))
-    whole = run_train(tiny_cfg("w", "run_name=w", "trainer.max_epochs=2", "data.num_workers=1", logger="none"))
+    whole = train_task.run(tiny_cfg("w", "run_name=w", "trainer.max_epochs=2", "data.num_workers=1", logger="none"))
     assert resumed["train/global_step"] == whole["train/global_step"] == 6
     assert resumed["train/loss"] == pytest.approx(whole["train/loss"], rel=1e-6)

@@ -18,12 +18,12 @@ as failed (a failed job does not stop the others from being summarised).
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
 
 from common import atomic
+from validation.metrics_file import MetricsFileError, read_metrics
 from validation.report import averages, markdown_table
 from validation.seeds import Setting, group_runs, mean_sd, paired_difference
 
@@ -42,20 +42,12 @@ def read_overrides(job_dir: Path) -> list[str]:
     return [str(x) for x in data] if isinstance(data, list) else []
 
 
-def read_metrics(job_dir: Path) -> tuple[dict | None, str]:
-    """(metrics, '') or (None, why the job counts as failed)."""
-    path = job_dir / "metrics.json"
-    if not path.is_file():
-        return None, "no metrics.json"
+def job_metrics(job_dir: Path) -> tuple[dict | None, str]:
+    """(metrics with the averages added, '') or (None, why the job counts as failed)."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        return None, f"unreadable metrics.json ({e})"
-    if isinstance(data, dict) and isinstance(data.get("metrics"), dict):
-        data = data["metrics"]
-    if not isinstance(data, dict) or not data:
-        return None, "empty metrics.json"
-    metrics = {k: float(v) for k, v in data.items() if isinstance(v, (int, float))}
+        metrics = read_metrics(job_dir)
+    except MetricsFileError as e:
+        return None, str(e)
     metrics.update(averages(metrics))
     return metrics, ""
 
@@ -108,7 +100,7 @@ def collect_runs(sweeps) -> list[dict]:
         if not jobs:
             raise FileNotFoundError(f"{sweep}: no job folders (expected <sweep>/<job_num>/metrics.json)")
         for job in jobs:
-            metrics, reason = read_metrics(job)
+            metrics, reason = job_metrics(job)
             name = job.name if len(sweeps) == 1 or job == sweep else f"{sweep.name}/{job.name}"
             # a single run dir's rows are labelled by the checkpoint it evaluated
             keys = ("seed", "checkpoint") if job == sweep else ("seed",)
