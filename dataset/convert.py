@@ -12,6 +12,7 @@ never leaves a pair that looks complete. Command line: `python -m dataset.conver
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -221,8 +222,14 @@ def pack_folders_cached(root, cache_dir, progress: bool = True) -> Path:
                          "prepare photos with `python -m dataset.prepare folders --root photos/ --out aligned/`")
     target = Path(cache_dir) / "folders" / f"{root.resolve().name}-{folder_content_key(root)[:16]}"
     if not (target / "DONE").is_file():
-        pack_identity_folders(root, target, name="train", progress=progress)
-        atomic.write_json(target / "DONE", {"root": str(root.resolve()), "identities": len(folders)})
+        stage = atomic.stage_dir(target)
+        try:
+            pack_identity_folders(root, stage, name="train", progress=progress)
+            atomic.write_json(stage / "DONE", {"root": str(root.resolve()), "identities": len(folders)})
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        atomic.publish_dir(stage, target)
     return target / "train.rec"
 
 
@@ -248,8 +255,6 @@ def unpack_rec(rec_path, out_dir, swap_rb: bool = False, limit: int | None = Non
             folder.mkdir(parents=True, exist_ok=True)
             atomic.write_bytes(folder / f"{key}{ext}", payload, durable=False)
     return len(keys)
-
-
 
 
 def _rec_info(rec_path, check: bool = False) -> tuple[str, bool]:
