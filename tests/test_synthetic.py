@@ -54,7 +54,7 @@ def _hashes(root: Path) -> dict[str, str]:
 
 
 def test_cache_folder_and_done_marker(smoke):
-    assert smoke.name == f"smoke-v{cache.GENERATOR_VERSION}-s0"
+    assert smoke.name == f"smoke-v{cache.GENERATOR_VERSION}-s0-cv{cv2.__version__}-np{np.__version__}"
     facts = json.loads((smoke / "DONE").read_text())
     assert facts["generator_version"] == cache.GENERATOR_VERSION and facts["preset"] == "smoke"
     assert facts["libraries"] == {"opencv": cv2.__version__, "numpy": np.__version__}
@@ -220,19 +220,28 @@ def test_cache_reused_and_keyed_by_version(tmp_path, micro, monkeypatch):
     assert f"-v{cache.GENERATOR_VERSION}-" in cache.cache_name(micro, 0)
 
 
-def test_other_library_versions_rebuild_the_cache(tmp_path, micro, monkeypatch):
+def test_other_library_versions_build_their_own_folder(tmp_path, micro, monkeypatch):
     first = synthetic.build(tmp_path, micro, seed=0, workers=1)
-    (first / "train" / "marker").write_text("from the first build")
     bytes_before = _hashes(first)
     other = {"opencv": "0.0.1", "numpy": np.__version__}  # another OpenCV release
     monkeypatch.setattr(cache, "library_versions", lambda: other)
     again = synthetic.build(tmp_path, micro, seed=0, workers=1)
-    assert again == first and not (again / "train" / "marker").exists(), "a different OpenCV must not reuse"
+    assert again != first and again.name.endswith(f"-cv0.0.1-np{np.__version__}"), "another OpenCV must not reuse"
     assert json.loads((again / "DONE").read_text())["libraries"] == other
-    bytes_before.pop("train/marker")
-    assert {k: v for k, v in _hashes(again).items() if k != "DONE"} == \
-        {k: v for k, v in bytes_before.items() if k != "DONE"}  # same real libraries here: the same bytes
+    assert _hashes(first) == bytes_before, "the other environment's folder is left as it was"
+    files = {k: v for k, v in bytes_before.items() if k != "DONE"}
+    assert {k: v for k, v in _hashes(again).items() if k != "DONE"} == files  # same real libraries: the same bytes
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no staging or aside folder left"
+
+
+def test_a_folder_whose_facts_do_not_match_its_key_is_rebuilt(tmp_path, micro):
+    first = synthetic.build(tmp_path, micro, seed=0, workers=1)
+    facts = json.loads((first / "DONE").read_text())
+    (first / "DONE").write_text(json.dumps({**facts, "libraries": {"opencv": "0.0.1", "numpy": "0"}}))
+    (first / "train" / "marker").write_text("stale")
+    again = synthetic.build(tmp_path, micro, seed=0, workers=1)
+    assert again == first and not (again / "train" / "marker").exists()
+    assert json.loads((again / "DONE").read_text())["libraries"] == cache.library_versions()
 
 
 def test_incomplete_folder_is_rebuilt(tmp_path, micro):

@@ -3,7 +3,7 @@
     python -m dataset.synthetic --out data/synthetic --preset demo --seed 0
     python -m dataset.synthetic --samples assets          # the README sample images
 
-``build(out_dir, preset, seed)`` returns ``<out_dir>/<preset>-v<GENERATOR_VERSION>-s<seed>/`` holding::
+``build(out_dir, preset, seed)`` returns ``<out_dir>/<cache_name>/`` (``dataset.synthetic.cache.cache_name``) holding::
 
     train/train.rec, train.idx, dataset.json      InsightFace training pack (header0 + identity records)
     val/{lfw,cfp_fp,agedb_30,calfw,cplfw}.bin     HQ verification pairs, 10 contiguous folds, half same / half diff
@@ -334,7 +334,7 @@ def identities_used(preset: str, seed: int = 0) -> dict[str, set[int]]:
 
 
 def build(out_dir, preset: str = "demo", seed: int = 0, workers: int | None = None, verbose: bool = False) -> Path:
-    """Build (or reuse) the benchmark; returns ``<out_dir>/<preset>-v<GENERATOR_VERSION>-s<seed>``. The photo presets
+    """Build (or reuse) the benchmark; returns ``<out_dir>/<cache_name>``. The photo presets
     (identity folders + landmark file, ``dataset.synthetic.photos``) are built by their own module."""
     if preset in PHOTO_PRESETS:
         return build_photos(out_dir, preset, seed, workers)

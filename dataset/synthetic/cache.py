@@ -1,8 +1,8 @@
-"""The synthetic cache: one folder per (preset, generator version, seed), reused while its `DONE` facts still match.
+"""The synthetic cache: one folder per preset, generator version, seed and versions of the libraries that shape it.
 
-A build is staged in a sibling folder, its `DONE` facts are written last, and the folder is published with
-`common.atomic.publish_dir`. A folder is reused only when its `DONE` names this `GENERATOR_VERSION` and the versions of
-the libraries that shape its bytes (`library_versions`): a different OpenCV or numpy rebuilds it in place.
+The folder name is the cache key, so an environment with another OpenCV or numpy builds its own folder instead of
+reusing (or replacing) another's. A build is staged in a sibling folder, its `DONE` facts are written last, and the
+folder is published with `common.atomic.publish_dir`; a folder is reused only when its `DONE` facts match the key.
 """
 
 from __future__ import annotations
@@ -19,14 +19,16 @@ from common import atomic
 GENERATOR_VERSION = 2  # bump whenever the output of any preset changes (docs/synthetic.md)
 
 
-def cache_name(preset: str, seed: int) -> str:
-    return f"{preset}-v{GENERATOR_VERSION}-s{int(seed)}"
-
-
 def library_versions() -> dict[str, str]:
     """Libraries whose releases can change a build's bytes: OpenCV draws, warps, resizes and JPEG-encodes every
     image; numpy draws every random number and does the geometry."""
     return {"opencv": cv2.__version__, "numpy": np.__version__}
+
+
+def cache_name(preset: str, seed: int) -> str:
+    """e.g. `demo-v2-s0-cv5.1.0-np2.4.6`."""
+    libraries = library_versions()
+    return f"{preset}-v{GENERATOR_VERSION}-s{int(seed)}-cv{libraries['opencv']}-np{libraries['numpy']}"
 
 
 def build_facts(preset: str, seed: int, config: dict) -> dict:

@@ -2,7 +2,7 @@
 
     python -m dataset.synthetic --out data/synthetic --preset photos        # or photos_tiny (tests)
 
-``build_photos(out_dir, preset, seed)`` returns ``<out_dir>/<preset>-v<GENERATOR_VERSION>-s<seed>/`` holding::
+``build_photos(out_dir, preset, seed)`` returns ``<out_dir>/<cache_name>/`` (``cache.cache_name``) holding::
 
     train/<identity>/<n>.jpg     identities to fine-tune on (loose crops, mixed quality)
     eval/<identity>/<n>.jpg      other identities, to evaluate on (disjoint from train)
