@@ -11,7 +11,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import tasks  # noqa: F401  (registers the config schemas before Hydra composes)
-from tasks.config_schema import validate_config
+from tasks.config import validate_config
 
 log = logging.getLogger(__name__)
 

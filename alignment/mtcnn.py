@@ -217,7 +217,7 @@ def nms(boxes: np.ndarray, overlap: float, mode: str = "union") -> np.ndarray:
     return np.asarray(keep, dtype=np.int64)
 
 
-def calibrate(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+def apply_box_regression(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Apply the regressed offsets (fractions of box width/height) to the box corners."""
     out = boxes.copy()
     w = boxes[:, 2] - boxes[:, 0] + 1.0
@@ -345,7 +345,7 @@ class MTCNN:
             return np.zeros((0, 5), np.float32)
         boxes = np.concatenate(found)
         boxes = boxes[nms(boxes[:, :5], self.nms_thresholds[0])]
-        boxes = square(calibrate(boxes[:, :5], boxes[:, 5:9]))
+        boxes = square(apply_box_regression(boxes[:, :5], boxes[:, 5:9]))
         boxes[:, :4] = np.round(boxes[:, :4])
         return boxes
 
@@ -356,7 +356,7 @@ class MTCNN:
         boxes, offsets = boxes[keep].copy(), offsets[keep]
         boxes[:, 4] = probs[keep]
         keep = nms(boxes, self.nms_thresholds[1])
-        boxes = square(calibrate(boxes[keep], offsets[keep]))
+        boxes = square(apply_box_regression(boxes[keep], offsets[keep]))
         boxes[:, :4] = np.round(boxes[:, :4])
         return boxes
 
@@ -372,6 +372,6 @@ class MTCNN:
         lx = boxes[:, 0:1] + w[:, None] * marks[:, 0:5]
         ly = boxes[:, 1:2] + h[:, None] * marks[:, 5:10]
         landmarks = np.stack([lx, ly], axis=2)
-        boxes = calibrate(boxes, offsets)
+        boxes = apply_box_regression(boxes, offsets)
         keep = nms(boxes, self.nms_thresholds[2], mode="min")
         return boxes[keep], landmarks[keep]

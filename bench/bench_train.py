@@ -94,7 +94,7 @@ def train_rate(name: str, batch: int, steps: int, device: str, channels_last: bo
 def loader_rate(preset: str, batch: int, workers: int, batches: int, augmentation: str) -> float:
     """Images/s of the training DataLoader (decode + augmentation + collate) on a synthetic preset."""
     from dataset.datamodule import FaceDataModule, resolve_training_data
-    from tasks.config_schema import compose_config
+    from tasks.config import compose_config
 
     cfg = compose_config([f"data=synthetic_{preset}", f"data.batch_size={batch}", f"data.num_workers={workers}",
                           f"augmentation={augmentation}", "validation.sets=[]"], output_dir="/tmp/bench_train")
@@ -137,7 +137,7 @@ def main() -> None:
                 rate = train_rate(name, args.batch, args.steps, args.device, cl, bf16=False)
                 print(f"  {name:14s} channels_last={str(cl):5s} {rate:8.1f} img/s")
 
-    from tasks.config_schema import compose_config
+    from tasks.config import compose_config
 
     default_workers = compose_config([f"data=synthetic_{args.preset}"], output_dir="/tmp/bench_train").data.num_workers
     workers = default_workers if args.workers is None else args.workers

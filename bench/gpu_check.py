@@ -2,7 +2,7 @@
 against the step, DDP over NCCL, bf16 numerics and validation throughput. Prints a table; asserts nothing (the checks
 are reported as pass/fail rows).
 
-    python bench/gpu_check.py --device cuda --out gpu_results        # the H200 run (about 8 minutes)
+    python bench/gpu_check.py --device cuda --out gpu_results        # the H200 run
     python bench/gpu_check.py --device cpu --quick --out /tmp/gc     # the same code paths, tiny sizes, < 1 minute
 
 Each item runs in its own process with its own time cap (a hung or crashed item costs only its cap), in priority

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-# the union of what OpenCV decodes and the tools used to accept (.tif/.tiff were inference-only, .webp not in prepare)
+# what OpenCV decodes; one list for packing, preparation and inference
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 

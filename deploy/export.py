@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from common import atomic
+from deploy.defaults import CALIBRATION_COUNT, CHECK_COUNT, OPSET
 from deploy.onnx_graph import strip_debug_metadata
 
 TOLERANCE = 1e-4
@@ -65,7 +66,7 @@ def check_onnx(model: nn.Module, path: str | Path | bytes, batch_sizes=(1, 3), s
     return worst
 
 
-def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, check: bool = True,
+def export_onnx(model: nn.Module, path: str | Path, opset: int = OPSET, check: bool = True,
                 tolerance: float = TOLERANCE, verbose: bool = True) -> dict:
     """Export `model` (a registered backbone) to `path`; returns {'path', 'max_abs_diff'}.
 
@@ -105,9 +106,10 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, check: bool
     return result
 
 
-def export_artifacts(model: nn.Module, out, opset: int = 18, check: bool = True, int8: bool = False,
-                     fp16: bool = False, calibration=None, calibration_count: int = 256, check_count: int = 64,
-                     seed: int = 0, min_cosine: float | None = None, verbose: bool = True) -> dict:
+def export_artifacts(model: nn.Module, out, opset: int = OPSET, check: bool = True, int8: bool = False,
+                     fp16: bool = False, calibration=None, calibration_count: int = CALIBRATION_COUNT,
+                     check_count: int = CHECK_COUNT, seed: int = 0, min_cosine: float | None = None,
+                     verbose: bool = True) -> dict:
     """fp32 ONNX at `out`, and with `int8` / `fp16` its quantized / half versions beside it (`<stem>_int8.onnx`,
     `<stem>_fp16.onnx`), each compared with fp32 torch on `check_count` held-out faces of `calibration` (drawn
     disjoint from the `calibration_count` calibration faces). Returns {precision: result}."""
@@ -151,14 +153,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--backbone", required=True, help="registered backbone name, e.g. ir_50, mobilefacenet")
     parser.add_argument("--checkpoint", default=None, help="AdaFace .ckpt, our Lightning .ckpt, .pt/.pth, .safetensors")
     parser.add_argument("--out", required=True, help="output .onnx path")
-    parser.add_argument("--opset", type=int, default=18)
+    parser.add_argument("--opset", type=int, default=OPSET)
     parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
     parser.add_argument("--int8", action="store_true", help="also <out stem>_int8.onnx: static QDQ quantization")
     parser.add_argument("--fp16", action="store_true", help="also <out stem>_fp16.onnx: half precision")
     parser.add_argument("--calibration", default=None, help=".rec pack or folder of aligned faces: calibration and "
                                                             "held-out check faces")
-    parser.add_argument("--calibration-count", type=int, default=256, help="faces for INT8 calibration")
-    parser.add_argument("--check-count", type=int, default=64, help="held-out faces for the cosine check")
+    parser.add_argument("--calibration-count", type=int, default=CALIBRATION_COUNT, help="faces for INT8 calibration")
+    parser.add_argument("--check-count", type=int, default=CHECK_COUNT, help="held-out faces for the cosine check")
     parser.add_argument("--min-cosine", type=float, default=None,
                         help="INT8 acceptance: mean cosine to fp32 torch (default 0.99)")
     parser.add_argument("--seed", type=int, default=0, help="random weights (no --checkpoint) and face sampling")

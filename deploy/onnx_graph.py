@@ -4,8 +4,9 @@ lossless size cuts of a quantized graph. Each edits the `onnx.ModelProto` in pla
 
 def strip_debug_metadata(proto):
     """Drop the exporter's per-node debug metadata (stack traces with this machine's paths, FX node names, name
-    scopes) and doc strings: nothing at run time reads them, and they were ~5 % of a MobileFaceNet file, ~15 % of
-    its INT8 version. The model-level metadata (colour order, preprocessing) is kept."""
+    scopes) and doc strings: nothing at run time reads them, and they are a sizeable share of a small model's file
+    (docs/results.md, "ONNX artifacts of the demo model"). The model-level metadata (colour order, preprocessing) is
+    kept."""
     for node in proto.graph.node:
         del node.metadata_props[:]
         node.doc_string = ""
@@ -24,10 +25,10 @@ def with_metadata(proto, meta: dict):
 def compact_graph(proto):
     """Lossless size cuts for a quantized graph, in place: the all-zero zero points of DequantizeLinear nodes on
     stored tensors (weights, int32 biases) are dropped (0 is the operator's default; a bias zero point costs 4 bytes
-    per channel), and every internal tensor gets a short name (the exporter's names, value_info and node names were
-    ~5 % of a MobileFaceNet INT8 file). Activation quantize/dequantize pairs are left whole (ONNX Runtime fuses only
-    pairs with the same inputs), and the graph's inputs and outputs keep their names. Graphs with subgraphs, sparse
-    initializers or local functions are returned unchanged. Outputs are bit-identical (tests/test_quantize.py)."""
+    per channel), and every internal tensor gets a short name (the exporter's names, value_info and node names are
+    long). Activation quantize/dequantize pairs are left whole (ONNX Runtime fuses only pairs with the same inputs),
+    and the graph's inputs and outputs keep their names. Graphs with subgraphs, sparse initializers or local
+    functions are returned unchanged. Outputs are bit-identical (tests/test_quantize.py)."""
     from onnx import AttributeProto, numpy_helper
 
     graph = proto.graph

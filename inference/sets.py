@@ -1,5 +1,6 @@
 """Embed validation sets with any `inference.backends` backend (an ONNX file, or a torch backbone outside Lightning):
-image and horizontal flip, in dataset order, as the training module does (`training.lit_module.validation_step`).
+image and horizontal flip, in dataset order, as the training module does
+(`training.lit_module.FaceRecognitionModule.validation_step`).
 
 `task=evaluate` and `task=calibrate` use it for ONNX models; checkpoints keep the Lightning path (DDP, same code as
 training). The result has the layout of `tasks.evaluate`'s embeddings cache: {set: {index, emb, norm, emb_flip,

@@ -1,6 +1,6 @@
 """A deliberately tiny IR-style backbone for tests and the CPU demo (docs/synthetic.md).
 
-A stride-2 first conv (3->16, 112->56) is what makes CPU training ~7x faster than a full-resolution stem.
+A stride-2 first conv (3->16, 112->56) keeps CPU training fast: every later layer works on a quarter of the pixels.
 Stages 16/32/64/128 with 1/2/2/1 basic IR units, each stage opening with a stride-2 unit: 56->28->14->7->4.
 The output head mirrors the IR family (BN2d, Dropout, Flatten, Linear, BN1d without affine).
 """

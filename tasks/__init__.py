@@ -4,6 +4,6 @@ conf/task/<name>.yaml (train, evaluate, calibrate, export, embed, compare, enrol
 Importing the package registers the config schemas (tasks.schemas) that the YAML files list as defaults.
 """
 
-from tasks.config_schema import register as _register_schemas
+from tasks.config import register_schemas
 
-_register_schemas()
+register_schemas()

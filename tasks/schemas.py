@@ -7,7 +7,7 @@ is the point of each option (the data set's name, the sets to validate) has no d
 - `GROUP_SCHEMAS`: group -> schema, stored as `<group>/<group>_schema` and listed first in that group's YAML defaults.
 - `TASK_NODES`: task name -> (its node, schema), stored as `task_schema/<node>` and listed first in
   `conf/task/<name>.yaml` as `/task_schema/<node>@<node>`. Its keys are the valid task names (`TASKS`).
-- `TopLevelConf`: the entry config's run keys, checked by `tasks.config_schema.validate_config` (a top-level schema
+- `TopLevelConf`: the entry config's run keys, checked by `tasks.config.validate_config` (a top-level schema
   at compose time would reject the nodes other groups add).
 """
 
@@ -17,6 +17,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from deploy import defaults as export_defaults
 from validation.protocols import STANDARD_SETS
 
 
@@ -172,13 +173,13 @@ class CalibrateConf:
 @dataclass
 class ExportConf:
     output: str = MISSING  # inside output_dir (conf/task/export.yaml)
-    opset: int = 18
+    opset: int = export_defaults.OPSET
     check: bool = True
     int8: bool = False
     fp16: bool = False
     calibration: str | None = None
-    calibration_count: int = 256
-    check_count: int = 64
+    calibration_count: int = export_defaults.CALIBRATION_COUNT
+    check_count: int = export_defaults.CHECK_COUNT
     min_cosine: float | None = None  # null = 0.99
 
 

@@ -214,8 +214,9 @@ def _already_finished(out_dir: Path, checkpoint_metrics: dict, step: int, traine
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
-    """Train; the results (metrics.json, metrics.md, run info, validation artifacts) go to `output_dir` (the run dir
-    by default), the checkpoints to paths.ckpt_dir. The lock guards the run dir."""
+    """Train; the results (metrics.json, metrics.md, run info, validation artifacts) go to the run dir
+    (`output_dir`, which task=train keeps equal to it), the checkpoints to paths.ckpt_dir. The lock guards the run
+    dir."""
     check_sweep_strategy(cfg)
     out_dir = Path(cfg.output_dir)
     if not is_launching_process():  # a rank Lightning launched into this run dir: rank 0 holds the lock

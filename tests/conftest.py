@@ -30,8 +30,8 @@ def weights(shared_data) -> Path:
 @pytest.fixture
 def compose(tmp_path):
     """`compose(*overrides)`: the project config composed and resolved by the public helper
-    (`tasks.config_schema.compose_config`), with the run dir under this test's tmp_path."""
-    from tasks.config_schema import compose_config
+    (`tasks.config.compose_config`), with the run dir under this test's tmp_path."""
+    from tasks.config import compose_config
 
     def _compose(*overrides):
         return compose_config(list(overrides), output_dir=str(tmp_path / "run"))
@@ -64,7 +64,7 @@ def tiny_cfg(tmp_path):
     validation sets), the run dir `tmp_path/run`; exercises training without the synthetic benchmark. `logger`
     overrides the config's logger group (e.g. "none"); None keeps the default (csv). One .rec per test, shared by
     its runs."""
-    from tasks.config_schema import compose_config
+    from tasks.config import compose_config
 
     def _tiny_cfg(run: str, *overrides: str, logger: str | None = None):
         rec = tmp_path / "rec" / "train.rec"

@@ -29,7 +29,7 @@ def calibrated(tmp_path_factory):
     """One task=calibrate run of a random tiny model on the smoke sets lfw (no identities), ijbb (subjects) and
     tinyface (identification only)."""
     from tasks import calibrate
-    from tasks.config_schema import compose_config
+    from tasks.config import compose_config
 
     tmp = tmp_path_factory.mktemp("calibrate")
     ckpt = save_tiny(tmp / "tiny.pt", 0)
@@ -121,7 +121,7 @@ def test_every_task_has_its_config_and_runner():
 
 
 def test_config_ranges_fail_before_any_data(compose):
-    from tasks.config_schema import validate_config
+    from tasks.config import validate_config
 
     for override, key in (("calibrate.fars=[0.1,1.5]", "calibrate.fars"), ("calibrate.replicates=0",
                           "calibrate.replicates"), ("calibrate.confidence=1", "calibrate.confidence"),
@@ -137,7 +137,7 @@ def test_config_ranges_fail_before_any_data(compose):
 def test_evaluate_takes_an_onnx_model(tmp_path):
     """The same weights as a checkpoint and as an ONNX file give the same embeddings and metrics."""
     from deploy.export import export_onnx
-    from tasks.config_schema import compose_config
+    from tasks.config import compose_config
     from tasks.evaluate import embed_sets
     from tasks.train import build_suite
 
@@ -165,7 +165,7 @@ def test_evaluate_takes_an_onnx_model(tmp_path):
 def test_evaluate_names_an_onnx_model_by_its_own_metadata(tmp_path):
     """The printout says which model was evaluated: the ONNX file's name and precision, not the config's backbone."""
     from deploy.export import export_onnx
-    from tasks.config_schema import compose_config
+    from tasks.config import compose_config
     from tasks.evaluate import model_label
 
     path = export_onnx(models.build_backbone("tiny").eval(), tmp_path / "m.onnx", check=False)["path"]

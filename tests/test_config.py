@@ -11,7 +11,7 @@ import torch
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import get_class, instantiate
 
-from tasks.config_schema import validate_config
+from tasks.config import validate_config
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"

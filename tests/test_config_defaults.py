@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from tasks.config_schema import register
+from tasks.config import register_schemas
 from tasks.schemas import GROUP_SCHEMAS, TASK_NODES, TASKS, FinetuneConf, TopLevelConf
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ CONF = REPO / "conf"
 def _compose(*overrides: str) -> DictConfig:
     """The composed config with Hydra's node (its `runtime.choices`: the option each group got); unresolved and
     read only (cached)."""
-    register()
+    register_schemas()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
@@ -100,3 +100,12 @@ def test_print_config_of_compare_shows_the_compare_node_and_no_other_tasks(tmp_p
     assert {"photo", "output_dir", "task"} <= printed and "input_dir" not in printed
     assert f"output_dir: {tmp_path / 'run' / 'compare'}" in out.stdout
     assert "task=compare needs compare.paths_a" in out.stderr  # the config prints before the task runs
+
+
+def test_train_refuses_an_output_dir_apart_from_its_run_dir(tmp_path):
+    from tasks.config import compose_config, validate_config
+
+    cfg = compose_config(["debug=smoke", f"output_dir={tmp_path / 'elsewhere'}"], output_dir=str(tmp_path / "run"))
+    with pytest.raises(ValueError, match="task=train writes into its run dir"):
+        validate_config(cfg)
+    validate_config(compose_config(["debug=smoke"], output_dir=str(tmp_path / "run")))

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from common import atomic
-from tasks.config_schema import compose_config, validate_config
+from tasks.config import compose_config, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ import torch
 from models import build_backbone, preprocess
 from models.pretrained import CheckpointError
 from tasks import train as train_task
-from tasks.config_schema import compose_config, validate_config
+from tasks.config import compose_config, validate_config
 from tasks.train import apply_init, build_module, load_init
 
 
@@ -91,9 +91,9 @@ def test_step0_embeddings_equal_the_pretrained_models(tmp_path):
 
 def test_head_centres_are_imprinted_from_mean_embeddings(tmp_path):
     module, training = _module(_cfg(tmp_path))
-    from training.finetune import embed_dataset
+    from training.finetune import embed_with_labels
 
-    emb, labels = embed_dataset(module.model, training.dataset)
+    emb, labels = embed_with_labels(module.model, training.dataset)
     kernel = module.head.kernel.detach()
     for c in range(training.num_classes):
         mean = emb[labels == c].mean(0)

@@ -72,7 +72,7 @@ def test_metrics_on_known_scores():
     far, tar, _ = pm.roc(scores, same)
     assert pm.eer(far, tar) == pytest.approx(0.25)
     assert pm.f1_at(scores, same, 0.5) == pytest.approx(2 * 3 / (4 + 4))
-    res = pm.tar_at_far(scores, same, fars=(0.75, 0.5, 0.1))
+    res = pm.tar_at_far_with_threshold(scores, same, fars=(0.75, 0.5, 0.1))
     assert res[0.75]["tar"] == pytest.approx(1.0) and res[0.75]["impostors"] == 4  # 3 of 4 impostors may pass
     assert res[0.5]["tar"] is None and res[0.5]["needed"] == 6  # 3 / FAR impostors needed
     assert res[0.1]["tar"] is None and res[0.1]["needed"] == 30  # 4 impostors cannot resolve FAR 0.1
@@ -137,7 +137,7 @@ def test_user_pairs_csv_and_its_missing_files(tmp_path):
 
 
 def test_unknown_degradation_level_is_refused(tmp_path, compose):
-    from tasks.config_schema import validate_config
+    from tasks.config import validate_config
 
     root = _folders(tmp_path / "eval", [2, 2])
     with pytest.raises(ValueError, match="unknown degradation level 'smudge'; known levels: clean, blur"):

@@ -32,7 +32,7 @@ def test_tiny_end_to_end_example(tmp_path):
     from dataset.prepare.folders import prepare_folders
     from models import build_backbone
     from tasks import evaluate, train
-    from tasks.config_schema import compose_config
+    from tasks.config import compose_config
     from validation import summarize
 
     root = build_photos(tmp_path / "syn", "photos_tiny")

@@ -209,7 +209,7 @@ def test_enroll_and_identify_tasks_write_inside_output_dir(enrolled, tmp_path):
     """The task runners: enroll's gallery defaults to <output_dir>/gallery.npz, identify writes into output_dir
     (default <run dir>/identify, any folder with output_dir=...)."""
     from tasks import enroll, identify
-    from tasks.config_schema import compose_config
+    from tasks.config import compose_config
 
     tmp, ckpt, _ = enrolled
     common = [f"checkpoint={ckpt}", "backbone=tiny"]
@@ -228,7 +228,7 @@ def test_enroll_and_identify_tasks_write_inside_output_dir(enrolled, tmp_path):
 
 
 def test_enroll_identify_config_ranges_fail_before_any_data(compose):
-    from tasks.config_schema import validate_config
+    from tasks.config import validate_config
 
     for override, key in (("identify.fpir=0", "identify.fpir"), ("identify.k=0", "identify.k"),
                           ("enroll.index=hnsw", "enroll.index"), ("enroll.target_recall=1.5", "enroll.target_recall"),

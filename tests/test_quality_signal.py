@@ -21,7 +21,7 @@ def test_probe_renders_every_level_deterministically():
 
 
 def test_callback_records_norms_ema_and_gates_and_keeps_history_on_resume(tmp_path):
-    from tasks.config_schema import compose_config
+    from tasks.config import compose_config
     from tasks.train import build_module
     from training.quality_signal import QualitySignal
 

@@ -87,7 +87,7 @@ def frozen_modules(model: nn.Module, stages: int, names: list[str]) -> list[nn.M
 
 
 @torch.no_grad()
-def embed_dataset(model: nn.Module, dataset, batch_size: int = 128, channels_last: bool = False):
+def embed_with_labels(model: nn.Module, dataset, batch_size: int = 128, channels_last: bool = False):
     """(unit embeddings [N, D], labels [N]) of a dataset of `(uint8 BGR [3,H,W], label)` items, model in eval mode
     (restored afterwards)."""
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
@@ -112,7 +112,7 @@ def imprint_head(model: nn.Module, head: nn.Module, dataset, batch_size: int = 1
                  channels_last: bool = False) -> int:
     """Weight imprinting: column c of `head.kernel` [D, C] = the normalised mean of class c's unit embeddings.
     Returns the number of classes imprinted; a class without images keeps its random centre."""
-    embeddings, labels = embed_dataset(model, dataset, batch_size, channels_last)
+    embeddings, labels = embed_with_labels(model, dataset, batch_size, channels_last)
     if not torch.isfinite(embeddings).all():
         raise FloatingPointError("weight imprinting: the pretrained backbone gave non-finite embeddings")
     dim, classes = head.kernel.shape

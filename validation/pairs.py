@@ -211,7 +211,7 @@ def eer(far: np.ndarray, tar: np.ndarray) -> float:
     return float(far[k - 1] + w * (far[k] - far[k - 1]))
 
 
-def tar_at_far(scores: np.ndarray, same: np.ndarray, fars=FARS) -> dict[float, dict]:
+def tar_at_far_with_threshold(scores: np.ndarray, same: np.ndarray, fars=FARS) -> dict[float, dict]:
     """{far: {'tar': value or None, 'threshold': ..., 'impostors': n, 'needed': 3/far}}: TAR at the threshold that
     accepts at most `far x impostors` impostor pairs; None when impostors < 3 / far (not resolved)."""
     imp = np.sort(scores[~same])[::-1]
@@ -252,7 +252,7 @@ def pair_metrics(scores: np.ndarray, same: np.ndarray, fold_of_pair: np.ndarray,
         "f1": float(np.mean(f1s)) if f1s else None,
         "best_threshold": float(np.mean(thresholds)) if thresholds else None,
         "eer": eer(far, tar) if same.any() and (~same).any() else None,
-        "tar_at_far": tar_at_far(scores, same, fars),
+        "tar_at_far": tar_at_far_with_threshold(scores, same, fars),
         "curves": {"far": far, "tar": tar, "thresholds": thr},
         "genuine": scores[same], "impostor": scores[~same],
     }

@@ -1,7 +1,7 @@
 """Procedural mixed-quality face benchmark written in every real format the project reads.
 
     python -m dataset.synthetic --out data/synthetic --preset demo --seed 0
-    python -m dataset.synthetic --samples assets          # the README sample images
+    python -m dataset.synthetic --samples assets          # the sample images of docs/synthetic.md
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=None,
                         help=f"render processes (default: min({RENDER_WORKER_CAP}, cores))")
-    parser.add_argument("--samples", default=None, metavar="DIR", help="only write the README sample images to DIR")
+    parser.add_argument("--samples", default=None, metavar="DIR",
+                        help="only write the sample images of docs/synthetic.md to DIR")
     args = parser.parse_args(argv)
     if args.samples:
         for path in save_samples(args.samples, args.seed):

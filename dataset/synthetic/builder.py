@@ -1,7 +1,7 @@
 """Procedural mixed-quality face benchmark written in every real format the project reads.
 
     python -m dataset.synthetic --out data/synthetic --preset demo --seed 0
-    python -m dataset.synthetic --samples assets          # the README sample images
+    python -m dataset.synthetic --samples assets          # the sample images of docs/synthetic.md
 
 ``build(out_dir, preset, seed)`` returns ``<out_dir>/<cache_name>/`` (``dataset.synthetic.cache.cache_name``) holding::
 
@@ -372,7 +372,7 @@ def build(out_dir, preset: str = "demo", seed: int = 0, workers: int | None = No
 
 
 def save_samples(out_dir, seed: int = 0) -> list[Path]:
-    """README images: look-alike families (rows) and one face at every capture quality."""
+    """The sample images of docs/synthetic.md: look-alike families (rows) and one face at every capture quality."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pre = PRESETS["demo"]

@@ -14,7 +14,7 @@ from dataset.synthetic.jobs import make_job, pool_base, render_job
 from dataset.synthetic.quality import LEVELS, decode_jpeg
 
 PROBE_LEVELS = tuple(LEVELS)  # hq, high, mid, low, tiny
-_FIRST_INDEX = 5 * 10**6  # above every index a preset or the README samples use
+_FIRST_INDEX = 5 * 10**6  # above every index a preset or the sample images use
 
 
 def quality_probe(identities: int = 16, preset: str = "demo", seed: int = 0) -> tuple[np.ndarray, list[str]]:

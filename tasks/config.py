@@ -15,7 +15,7 @@ def _run_id(run_name: str | None, timestamp: str) -> str:
     return str(run_name) if run_name else timestamp
 
 
-def register() -> None:
+def register_schemas() -> None:
     """Store the group and task-node schemas and the resolvers; idempotent (tests and main.py both call it)."""
     cs = ConfigStore.instance()
     for group, node in GROUP_SCHEMAS.items():
@@ -35,6 +35,10 @@ def validate_config(cfg: DictConfig) -> None:
         raise ValueError(f"invalid top-level config value: {err}") from None
     if cfg.task not in TASKS:
         raise ValueError(f"task={cfg.task!r} is not one of {', '.join(TASKS)}")
+    if cfg.task == "train" and str(cfg.output_dir) != str(cfg.paths.output_dir):
+        # checkpoints, logs, the lock and the results of a run live together: resume reads them from one place
+        raise ValueError(f"task=train writes into its run dir, not output_dir={cfg.output_dir}: choose the run dir "
+                         "with run_name=<name> or hydra.run.dir=<dir>")
     check_ranges(cfg)
 
 
@@ -172,7 +176,7 @@ def compose_config(overrides: list[str] | tuple[str, ...] = (), output_dir: str 
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    register()
+    register_schemas()
     config_dir = config_dir or str(Path(__file__).resolve().parents[1] / "conf")
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
