@@ -191,6 +191,19 @@ def stage_dir(final) -> Path:
     return stage
 
 
+@contextlib.contextmanager
+def staged_dir(final) -> Iterator[Path]:
+    """`with staged_dir(final) as stage:` write the new directory into `stage`; when the block ends it is published
+    as `final` (`publish_dir`), and when the block (or the publish) raises, `stage` is removed."""
+    stage = stage_dir(final)
+    try:
+        yield stage
+        publish_dir(stage, final)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
 def publish_dir(stage, final) -> Path:
     """Publish the fully written directory `stage` (from `stage_dir`) as `final`: a reader sees the previous
     complete directory or the new one, never a mix.

@@ -12,7 +12,6 @@ never leaves a pair that looks complete. Command line: `python -m dataset.conver
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -222,14 +221,9 @@ def pack_folders_cached(root, cache_dir, progress: bool = True) -> Path:
                          "prepare photos with `python -m dataset.prepare folders --root photos/ --out aligned/`")
     target = Path(cache_dir) / "folders" / f"{root.resolve().name}-{folder_content_key(root)[:16]}"
     if not (target / "DONE").is_file():
-        stage = atomic.stage_dir(target)
-        try:
+        with atomic.staged_dir(target) as stage:
             pack_identity_folders(root, stage, name="train", progress=progress)
             atomic.write_json(stage / "DONE", {"root": str(root.resolve()), "identities": len(folders)})
-        except BaseException:
-            shutil.rmtree(stage, ignore_errors=True)
-            raise
-        atomic.publish_dir(stage, target)
     return target / "train.rec"
 
 

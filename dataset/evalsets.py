@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common.atomic import atomic_write, publish_dir, recover_dir, stage_dir
+from common.atomic import atomic_write, recover_dir, staged_dir
 from dataset import recordio
 from dataset.decode import decode_checked
 
@@ -55,8 +55,7 @@ def write_packed_set(
     for required in REQUIRED_COLUMNS[::-1]:
         if required not in columns:
             columns.insert(0, required)
-    tmp_dir = stage_dir(out_dir)
-    try:
+    with staged_dir(out_dir) as tmp_dir:  # the previous set stays whole until the new one is in place
         record = recordio.MXIndexedRecordIO(str(tmp_dir / "images.idx"), str(tmp_dir / "images.rec"), "w")
         with atomic_write(tmp_dir / "meta.csv", "w", newline="") as meta_file:
             writer = csv.DictWriter(meta_file, fieldnames=columns, extrasaction="raise")
@@ -79,10 +78,6 @@ def write_packed_set(
                 target.write_bytes(content)
             else:
                 target.write_text(str(content))
-        publish_dir(tmp_dir, out_dir)  # the previous set stays whole until the new one is in place
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
     return out_dir
 
 

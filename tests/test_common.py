@@ -172,3 +172,17 @@ def test_default_workers_caps_by_the_cores_and_the_callers_limit():
     cores = os.cpu_count() or 1
     assert default_workers(1) == 1
     assert default_workers(10**6) == cores and default_workers(2) == min(2, cores)
+
+
+def test_staged_dir_publishes_on_success_and_leaves_nothing_on_failure(tmp_path):
+    from common.atomic import staged_dir
+
+    final = tmp_path / "set"
+    with staged_dir(final) as stage:
+        (stage / "a.txt").write_text("one")
+    assert (final / "a.txt").read_text() == "one"
+    with pytest.raises(RuntimeError, match="half written"), staged_dir(final) as stage:
+        (stage / "a.txt").write_text("two")
+        raise RuntimeError("half written")
+    assert (final / "a.txt").read_text() == "one", "a failed rewrite keeps the previous directory"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"], "no staging directory left"

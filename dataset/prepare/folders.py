@@ -8,7 +8,6 @@ import hashlib
 import io
 import logging
 import re
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -128,8 +127,7 @@ def prepare_folders(root, out, landmarks=None, align: str = "mtcnn", mtcnn_weigh
         message = f"the same image under {len(names)} identities: {', '.join(names)}"
         log.warning("%s (sha1 %s...)", message, digest[:12])
         summary.notes[message] += 1
-    stage = atomic.stage_dir(out)
-    try:
+    with atomic.staged_dir(out) as stage:
         results = map_images(_folder_task, tasks, workers, "folders", init_mtcnn,
                                (mtcnn_weights if align == "mtcnn" else False, min_face_size))
         for (ident, name, rel), (data, reason) in zip(targets, results, strict=True):
@@ -147,10 +145,6 @@ def prepare_folders(root, out, landmarks=None, align: str = "mtcnn", mtcnn_weigh
         writer.writerow(["path", "reason"])
         writer.writerows(summary.skipped)
         atomic.write_text(stage / "skipped.csv", text.getvalue())
-        atomic.publish_dir(stage, out)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
     summary.out_dir = out
     summary.notes[f"identities with images: {len(per_identity)}"] += 1
     return summary
