@@ -256,7 +256,11 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     if resume_step is not None and trainer.global_step == resume_step:
-        return _already_finished(out_dir, module.last_val_metrics, resume_step, trainer)
+        if suite is None or module.last_val_step == resume_step:
+            return _already_finished(out_dir, module.last_val_metrics, resume_step, trainer)
+        # the checkpoint was written after the last training step but before that epoch's validation (a step
+        # checkpoint on the final batch): validate its weights, as the uninterrupted run did next
+        trainer.validate(module, datamodule=datamodule)
     metrics = dict(module.last_val_metrics)
     loss = trainer.callback_metrics.get("train/loss")
     if loss is not None:

@@ -1,5 +1,5 @@
 """Crash safety: atomic writes, checkpoints that survive kills, resume, the run-dir lock, safe data writers, early
-value checks and NaN/Inf guards. Each test pins one failure seen on the earlier code."""
+value checks and NaN/Inf guards. Each test pins one way a run can fail: a kill, a torn file, a bad value."""
 
 import csv
 import errno
@@ -126,6 +126,28 @@ def test_resuming_a_finished_run_changes_nothing(tmp_path, capsys):
     assert "already finished" in capsys.readouterr().out
     assert {name: (run / name).read_bytes() for name in before} == before
     assert again["val/hq_avg"] == first["val/hq_avg"]
+
+
+def test_resume_from_the_final_step_checkpoint_validates_its_weights(tmp_path):
+    """A step checkpoint of the last batch is written before that epoch's validation: a run killed there and resumed
+    reports the validation of those weights, as the uninterrupted run did, not the previous epoch's."""
+    import shutil
+
+    from tasks import train as train_task
+
+    args = ["debug=smoke", "validation=synthetic_hq", "trainer.max_epochs=2", "data.batch_size=16",
+            "callbacks.steps.every_n_train_steps=1", "callbacks.steps.save_top_k=-1", "logger=none"]
+    reference = train_task.run(compose_config(args, output_dir=str(tmp_path / "reference")))
+    final = tmp_path / "reference" / "checkpoints" / f"step{int(reference['train/global_step']):08d}.ckpt"
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    shutil.copy(final, tmp_path / "run" / "checkpoints")
+    resumed = train_task.run(compose_config([*args, "ckpt_path=auto"], output_dir=str(tmp_path / "run")))
+
+    def validation(metrics):
+        return {k: v for k, v in metrics.items() if not k.startswith("train/")}
+
+    assert validation(reference) and validation(resumed) == validation(reference)
+    assert resumed["train/global_step"] == reference["train/global_step"]
 
 
 def test_csv_history_is_kept_and_rows_after_the_resumed_step_dropped(tmp_path):

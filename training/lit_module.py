@@ -92,6 +92,7 @@ class FaceRecognitionModule(pl.LightningModule):
         self.suite = None  # ValidationSuite (attach_suite); holds no tensors, so it is not part of the checkpoint
         self.val_sizes: list[int] = []
         self.last_val_metrics: dict[str, float] = {}
+        self.last_val_step: int | None = None  # the global step last_val_metrics were measured at
         self.last_val_embeddings: dict[str, dict[str, np.ndarray]] = {}
         self.keep_val_embeddings = False
         self._val_outputs: dict[int, list[tuple[torch.Tensor, ...]]] = {}
@@ -100,9 +101,11 @@ class FaceRecognitionModule(pl.LightningModule):
         # the last validation results travel with the weights (plain floats: weights-only loading), so a run killed
         # between its final checkpoint and metrics.json still reports them when resumed
         checkpoint["last_val_metrics"] = {k: float(v) for k, v in self.last_val_metrics.items()}
+        checkpoint["last_val_step"] = self.last_val_step
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.last_val_metrics = dict(checkpoint.get("last_val_metrics", {}))
+        self.last_val_step = checkpoint.get("last_val_step")
 
     def attach_suite(self, suite) -> None:
         self.suite = suite
@@ -265,6 +268,7 @@ class FaceRecognitionModule(pl.LightningModule):
                 # identical on every rank: no sync needed, and logging on every rank lets callbacks monitor it
                 self.log(name, float(value), add_dataloader_idx=False, sync_dist=False)
         self.last_val_metrics = {k: float(v) for k, v in metrics.items()}
+        self.last_val_step = int(self.global_step)
         rank_zero_info(f"\nvalidation epoch {self.current_epoch} (step {self.global_step}):\n"
                        f"{self.suite.summary(metrics)}")
         self._val_outputs = {}
