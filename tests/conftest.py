@@ -39,6 +39,35 @@ def compose(tmp_path):
     return _compose
 
 
+@pytest.fixture(scope="session")
+def solid():
+    """`solid(bgr, size=8)`: a size x size uint8 BGR image of one colour."""
+    import numpy as np
+
+    def _solid(bgr, size: int = 8):
+        img = np.zeros((size, size, 3), np.uint8)
+        img[:] = bgr
+        return img
+
+    return _solid
+
+
+@pytest.fixture(scope="session")
+def save_tiny():
+    """`save_tiny(path, seed)`: the state dict of a tiny backbone with random weights drawn from `seed`, saved at
+    `path`; returns `path`."""
+    import torch
+
+    import models
+
+    def _save_tiny(path: Path, seed: int) -> Path:
+        torch.manual_seed(seed)
+        torch.save(models.build_backbone("tiny").state_dict(), path)
+        return path
+
+    return _save_tiny
+
+
 def _noise_faces_rec(folder: Path, num_classes: int = 6, per_class: int = 8) -> Path:
     """A tiny InsightFace-style .rec (no header0: read through its .idx keys) of coloured noise faces."""
     import cv2

@@ -18,14 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("FACE_CACHE_DIR", str(REPO / ".cache" / "synthetic"))
 
 
-def save_tiny(path: Path, seed: int) -> Path:
-    torch.manual_seed(seed)
-    torch.save(models.build_backbone("tiny").state_dict(), path)
-    return path
-
-
 @pytest.fixture(scope="module")
-def calibrated(tmp_path_factory):
+def calibrated(tmp_path_factory, save_tiny):
     """One task=calibrate run of a random tiny model on the smoke sets lfw (no identities), ijbb (subjects) and
     tinyface (identification only)."""
     from tasks import calibrate
@@ -85,7 +79,7 @@ def crops(folder: Path) -> Path:
     return folder
 
 
-def test_compare_prints_decisions_and_refuses_other_models(calibrated, tmp_path, capsys):
+def test_compare_prints_decisions_and_refuses_other_models(calibrated, tmp_path, capsys, save_tiny):
     _, ckpt, run = calibrated
     folder = crops(tmp_path / "crops")
     res = run_compare(folder, None, tmp_path / "cmp", checkpoint=ckpt, arch="tiny", progress=False,
@@ -134,7 +128,7 @@ def test_config_ranges_fail_before_any_data(compose):
         validate_config(cfg)
 
 
-def test_evaluate_takes_an_onnx_model(tmp_path):
+def test_evaluate_takes_an_onnx_model(tmp_path, save_tiny):
     """The same weights as a checkpoint and as an ONNX file give the same embeddings and metrics."""
     from deploy.export import export_onnx
     from tasks.config import compose_config

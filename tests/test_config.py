@@ -10,6 +10,7 @@ import pytest
 import torch
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import get_class, instantiate
+from omegaconf import OmegaConf
 
 from tasks.config import validate_config
 
@@ -52,10 +53,19 @@ def test_head_options_build(compose, tmp_path, name):
 
 @pytest.mark.parametrize("name", options("objective"))
 def test_objective_options_build(compose, tmp_path, name):
-    from losses.objective import build_objective_from_node
+    """Each objective is its registry's factory and gives a finite loss with a gradient on a two-view step."""
+    from losses import build_head_from_node
+    from losses.objective import OBJECTIVES, build_objective_from_node
 
-    cfg = compose(f"objective={name}")
-    assert isinstance(build_objective_from_node(cfg.objective), torch.nn.Module)
+    cfg = compose(f"objective={name}")  # the default head, adaface: the one qgface's gates read
+    objective = build_objective_from_node(cfg.objective)
+    assert type(objective) is OBJECTIVES.get(name)
+    head = build_head_from_node(cfg.head, embedding_size=16, num_classes=8)  # qgface's queue: one row per class
+    embeddings = torch.nn.functional.normalize(torch.randn(8, 16), dim=1).requires_grad_()
+    loss, logs = objective(head, embeddings, torch.full((8, 1), 20.0), torch.tensor([0, 1, 2, 3]), num_views=2)
+    loss.backward()
+    assert torch.isfinite(loss) and loss > 0 and "loss_cls" in logs
+    assert torch.isfinite(embeddings.grad).all() and embeddings.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("name", options("augmentation"))
@@ -145,12 +155,49 @@ def test_loggers_instantiate_or_skip_when_optional_package_missing(compose, tmp_
         assert len(loggers) == expected
 
 
-@pytest.mark.parametrize("group", ["optim", "paths", "hydra", "debug", "experiment"])
-def test_other_groups_compose(compose, group):
-    for name in options(group):
-        cfg = compose(f"{group}={name}", *(["init_from=x.ckpt"] if name == "finetune" else []))
-        validate_config(cfg)
-        assert cfg.optim.lr > 0
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
+# the values a user must give before these options validate (their YAML leaves them unset on purpose)
+USER_VALUES = {"data/folders": ["data.root={tmp}"], "validation/folders": ["validation.root={tmp}"],
+               "experiment/finetune": ["init_from=x.ckpt"],
+               "ensemble/demo_pair": ["ensemble.members.0.checkpoint=a.pt", "ensemble.members.1.checkpoint=b.pt"]}
+
+
+def task_of(group: str) -> list[str]:
+    """`task=<name>` for a group that only some task files pull in (photo, ensemble); nothing for the others."""
+    for path in sorted((CONF / "task").glob("*.yaml")):
+        defaults = OmegaConf.to_container(OmegaConf.load(path)).get("defaults", [])
+        if any(f"/{group}" in entry for entry in defaults if isinstance(entry, dict)):
+            return [f"task={path.stem}"]
+    return []
+
+
+def own_values(path: Path, group: str) -> dict[str, object]:
+    """Dotted key -> value of what an option file sets itself (not its defaults list, interpolations or ???)."""
+    raw = OmegaConf.to_container(OmegaConf.load(path))
+    raw.pop("defaults", None)
+    prefix = "" if path.read_text().startswith("# @package _global_") else f"{group}."
+    flat, todo = {}, [(prefix, raw)]
+    while todo:
+        base, node = todo.pop()
+        for key, value in node.items():
+            if isinstance(value, dict):
+                todo.append((f"{base}{key}.", value))
+            elif not (isinstance(value, str) and ("${" in value or value == "???")):
+                flat[f"{base}{key}"] = value
+    return flat
+
+
+@pytest.mark.parametrize(("group", "name"), [(g, n) for g in GROUPS for n in options(g)])
+def test_every_group_option_composes_validates_and_keeps_its_values(compose, tmp_path, group, name):
+    user = [v.format(tmp=tmp_path) for v in USER_VALUES.get(f"{group}/{name}", [])]
+    cfg = compose(*task_of(group), f"{group}={name}", *user)
+    validate_config(cfg)
+    given = {v.split("=")[0] for v in user}
+    expected = {k: v for k, v in own_values(CONF / group / f"{name}.yaml", group).items()
+                if not any(g == k or g.startswith(f"{k}.") for g in given)  # a list holding a user value
+                and k.split(".")[0] in cfg}  # the hydra node is not part of the run's config
+    composed = {k: OmegaConf.select(cfg, k, default="<absent>") for k in expected}
+    assert {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in composed.items()} == expected
 
 
 def test_optim_milestones_and_warmup_from_overrides(compose, tmp_path):

@@ -14,23 +14,23 @@ from dataset.convert import make_rec, write_insightface_rec
 from dataset.formats import UnsafeBinError, load_bin, open_rec, write_bin
 
 
-def solid(bgr, size=16):
-    img = np.zeros((size, size, 3), np.uint8)
-    img[:] = bgr
-    return img
+@pytest.fixture
+def write_images(solid):
+    """`write_images(folder, n)`: n small JPEG files of different sizes (so parallel encoders finish out of order);
+    returns their paths."""
 
+    def _write_images(folder, n):
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for i in range(n):
+            size = 8 + 24 * ((i * 7) % 5)
+            img = solid((200, 30, 10 + 10 * i), size)  # mostly blue in BGR; red channel encodes i
+            path = folder / f"img_{i:03d}.jpg"
+            cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 100])
+            paths.append(path)
+        return paths
 
-def write_images(folder, n):
-    """n small JPEG files of different sizes (so parallel encoders finish out of order); returns their paths."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n):
-        size = 8 + 24 * ((i * 7) % 5)
-        img = solid((200, 30, 10 + 10 * i), size)  # mostly blue in BGR; red channel encodes i
-        path = folder / f"img_{i:03d}.jpg"
-        cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 100])
-        paths.append(path)
-    return paths
+    return _write_images
 
 
 def read_all(rec_path):
@@ -38,7 +38,7 @@ def read_all(rec_path):
         return [(k, *recordio.unpack(r.read_idx(k))) for k in r.keys]
 
 
-def test_make_rec_keeps_order_with_parallel_encoding_and_stores_file_bytes(tmp_path):
+def test_make_rec_keeps_order_with_parallel_encoding_and_stores_file_bytes(tmp_path, write_images):
     paths = write_images(tmp_path / "imgs", 20)
     rec, idx = make_rec(paths, tmp_path / "out", dataset_name="probe", num_workers=4, progress=False)
     assert rec == tmp_path / "out" / "probe.rec" and idx.exists()
@@ -49,7 +49,7 @@ def test_make_rec_keeps_order_with_parallel_encoding_and_stores_file_bytes(tmp_p
         assert payload == paths[i].read_bytes()  # is_origin=True: verbatim
 
 
-def test_make_rec_reencode_has_correct_colours_and_lab_func(tmp_path):
+def test_make_rec_reencode_has_correct_colours_and_lab_func(tmp_path, write_images):
     paths = write_images(tmp_path / "imgs", 12)
     rec, _ = make_rec([p.name for p in paths], tmp_path / "imgs", lab_func=lambda p: int(p[4:7]) % 3,
                       dataset_name="re", is_origin=False, num_workers=3, progress=False)
@@ -61,7 +61,7 @@ def test_make_rec_reencode_has_correct_colours_and_lab_func(tmp_path):
         assert b > 180 and abs(r - (10 + 10 * i)) < 8  # blue stays blue: no R/B swap
 
 
-def test_failed_make_rec_rerun_keeps_the_previous_pair(tmp_path):
+def test_failed_make_rec_rerun_keeps_the_previous_pair(tmp_path, write_images):
     """A rerun that fails part-way leaves the previous valid pair byte for byte, and no temporaries."""
     paths = write_images(tmp_path / "imgs", 10)
     out = tmp_path / "out"
@@ -79,7 +79,7 @@ def test_failed_make_rec_rerun_keeps_the_previous_pair(tmp_path):
     assert {name: (out / name).read_bytes() for name in before} == before
 
 
-def test_interrupted_first_make_rec_leaves_no_pair(tmp_path):
+def test_interrupted_first_make_rec_leaves_no_pair(tmp_path, write_images):
     paths = write_images(tmp_path / "imgs", 10)
 
     def lab_func(path):
@@ -100,7 +100,7 @@ def test_make_rec_unreadable_image_names_the_file(tmp_path):
     assert not (tmp_path / "out" / "dataset.idx").exists()
 
 
-def test_pack_identity_folders_layout_and_unpack_round_trip(tmp_path):
+def test_pack_identity_folders_layout_and_unpack_round_trip(tmp_path, write_images):
     root = tmp_path / "faces"
     counts = {"alice": 2, "bob": 3, "carol": 1}
     for name, n in counts.items():
@@ -125,7 +125,7 @@ def test_pack_identity_folders_layout_and_unpack_round_trip(tmp_path):
     assert (tmp_path / "unpacked" / "1" / "5.jpg").read_bytes() == (root / "bob" / "img_002.jpg").read_bytes()
 
 
-def test_write_insightface_rec_from_arrays_requires_grouping(tmp_path):
+def test_write_insightface_rec_from_arrays_requires_grouping(tmp_path, solid):
     items = [(solid((i, 0, 0)), lab) for i, lab in enumerate([4, 4, 2, 9])]
     stats = write_insightface_rec(tmp_path / "t", items, num_workers=2)
     assert stats == {"num_images": 4, "num_classes": 3, "labels": [4, 2, 9]}
@@ -134,7 +134,7 @@ def test_write_insightface_rec_from_arrays_requires_grouping(tmp_path):
     assert not (tmp_path / "u" / "train.idx").exists() and not (tmp_path / "u" / "train.rec").exists()
 
 
-def test_unpack_swap_rb_fixes_qgface_swapped_files(tmp_path):
+def test_unpack_swap_rb_fixes_qgface_swapped_files(tmp_path, solid):
     swapped = cv2.imencode(".png", solid((10, 20, 250)))[1].tobytes()  # a red face stored as blue
     (tmp_path / "x.png").write_bytes(swapped)
     make_rec([tmp_path / "x.png"], tmp_path, dataset_name="q", progress=False)
@@ -146,7 +146,7 @@ def test_unpack_swap_rb_fixes_qgface_swapped_files(tmp_path):
 # ---------------------------------------------------------------- .bin files
 
 
-def test_bin_round_trip(tmp_path):
+def test_bin_round_trip(tmp_path, solid):
     imgs = [solid((i * 20, 0, 0)) for i in range(4)]
     path = write_bin(tmp_path / "lfw.bin", imgs, [True, False])
     bins, issame = load_bin(path)
@@ -200,7 +200,7 @@ def test_malicious_bin_is_refused_without_running_anything(tmp_path):
 # ---------------------------------------------------------------- command line
 
 
-def test_cli_help_and_commands(tmp_path, capsys):
+def test_cli_help_and_commands(tmp_path, capsys, solid, write_images):
     out = subprocess.run([sys.executable, "-m", "dataset.convert", "--help"], capture_output=True, text=True,
                          check=True).stdout
     for command in ("make-rec", "pack-folders", "unpack", "rec-info", "bin-info", "bin-unpack"):

@@ -2,18 +2,20 @@
 evaluate the "released" model -> fine-tune from it -> evaluate again -> one before/after table."""
 
 import numpy as np
+import pytest
 import torch
 
 from dataset.synthetic import builder
 from dataset.synthetic.photos import PHOTO_PRESETS, build_photos, identities_used
 
 
-def test_photo_identities_are_disjoint_from_every_preset():
-    photos = identities_used("photos")
-    assert not photos["train"] & photos["eval"]
-    for preset in ("smoke", "demo"):
-        for name, idents in builder.identities_used(preset).items():
-            assert not idents & (photos["train"] | photos["eval"]), (preset, name)
+@pytest.mark.parametrize("photo_preset", sorted(PHOTO_PRESETS))
+@pytest.mark.parametrize("preset", sorted(builder.PRESETS))
+def test_photo_identities_are_disjoint_from_every_preset(photo_preset, preset):
+    photos = identities_used(photo_preset)
+    assert photos["train"] and photos["eval"] and not photos["train"] & photos["eval"]
+    for name, idents in builder.identities_used(preset).items():
+        assert idents and not idents & (photos["train"] | photos["eval"]), name
 
 
 def test_photo_preset_layout_and_landmarks(tmp_path):

@@ -10,9 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
-import models
 from common.run_lock import RunDirBusy, RunDirLock
 from inference.embedder import run_embed
 from inference.gallery import (
@@ -95,12 +93,6 @@ def test_gallery_file_round_trip_and_bad_files(tmp_path):
         load_gallery(tmp_path / "other.npz")
 
 
-def save_tiny(path: Path, seed: int) -> Path:
-    torch.manual_seed(seed)
-    torch.save(models.build_backbone("tiny").state_dict(), path)
-    return path
-
-
 def faces(root: Path, people: dict[str, int], seed: int, noise: float = 12.0) -> Path:
     """Aligned 112x112 crops: identity = a fixed random face, images = it plus pixel noise."""
     for name, count in people.items():
@@ -114,7 +106,7 @@ def faces(root: Path, people: dict[str, int], seed: int, noise: float = 12.0) ->
 
 
 @pytest.fixture(scope="module")
-def enrolled(tmp_path_factory):
+def enrolled(tmp_path_factory, save_tiny):
     tmp = tmp_path_factory.mktemp("gallery")
     ckpt = save_tiny(tmp / "tiny.pt", 0)
     people = {f"p{i:02d}": 2 for i in range(12)}
@@ -144,7 +136,7 @@ def test_enroll_adds_and_identify_finds_the_right_identity(enrolled, capsys):
     assert "from 100 non-mated searches" in capsys.readouterr().out
 
 
-def test_probe_model_must_be_the_gallery_model(enrolled, tmp_path):
+def test_probe_model_must_be_the_gallery_model(enrolled, tmp_path, save_tiny):
     tmp, _, gallery = enrolled
     other = save_tiny(tmp_path / "other.pt", 1)
     with pytest.raises(ValueError, match=r"refusing gallery .*gallery.npz.*sha256"):

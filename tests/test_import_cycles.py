@@ -3,13 +3,13 @@
 import-linter checks layers between packages; this checks the files inside them."""
 
 import ast
+import tomllib
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("tasks", "training", "inference", "deploy", "models", "losses", "validation", "dataset", "alignment",
-            "common")
+PACKAGES = tuple(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["root_packages"])
 TOP_LEVEL_MODULES = ("main",)
 
 

@@ -23,12 +23,6 @@ from dataset.readers import (
 BLUE, RED = (220, 20, 20), (20, 20, 220)  # BGR
 
 
-def solid(bgr, size=8):
-    img = np.zeros((size, size, 3), np.uint8)
-    img[:] = bgr
-    return img
-
-
 def png(img):
     return cv2.imencode(".png", img)[1].tobytes()
 
@@ -42,7 +36,7 @@ def test_to_chw_tensor():
         to_chw_tensor(np.zeros((4, 5, 4), np.uint8))
 
 
-def test_train_dataset_with_header0(tmp_path):
+def test_train_dataset_with_header0(tmp_path, solid):
     items = [(png(solid(BLUE if lab == 0 else RED)), lab) for lab in (0, 0, 2, 5, 5)]
     write_insightface_rec(tmp_path, items)
     ds = TrainRecordDataset(tmp_path / "train.rec")
@@ -56,7 +50,7 @@ def test_train_dataset_with_header0(tmp_path):
     assert label == 5 and img[2].float().mean() > 200
 
 
-def test_train_dataset_plain_keys_array_labels_and_swap_rb(tmp_path):
+def test_train_dataset_plain_keys_array_labels_and_swap_rb(tmp_path, solid):
     idx, rec = tmp_path / "t.idx", tmp_path / "t.rec"
     with recordio.MXIndexedRecordIO(idx, rec, "w") as w:
         # Key 0 with flag > 0 but a payload is an image, not a header0; keys need not be sequential.
@@ -71,14 +65,14 @@ def test_train_dataset_plain_keys_array_labels_and_swap_rb(tmp_path):
     assert img[..., 2].mean() > 200  # the blue-stored file read as red
 
 
-def test_train_dataset_undecodable_record_names_file_and_key(tmp_path):
+def test_train_dataset_undecodable_record_names_file_and_key(tmp_path, solid):
     write_insightface_rec(tmp_path, [(png(solid(BLUE)), 0), (b"garbage", 0)])
     ds = TrainRecordDataset(tmp_path / "train.rec")
     with pytest.raises(ValueError, match=r"train\.rec key 2"):
         ds[1]
 
 
-def test_train_dataset_in_forked_workers(tmp_path):
+def test_train_dataset_in_forked_workers(tmp_path, solid):
     items = [(png(solid((i * 10, 0, 0))), i) for i in range(12)]
     write_insightface_rec(tmp_path, items)
     ds = TrainRecordDataset(tmp_path / "train.rec")
@@ -90,7 +84,7 @@ def test_train_dataset_in_forked_workers(tmp_path):
     assert labels == list(range(12)) and blues == [i * 10 for i in range(12)]
 
 
-def test_two_view_dataset(tmp_path):
+def test_two_view_dataset(tmp_path, solid):
     write_insightface_rec(tmp_path, [(png(solid(BLUE)), 0), (png(solid(RED)), 1)])
     base = TrainRecordDataset(tmp_path / "train.rec", return_numpy=True)
     two = TwoViewDataset(base, view_l=lambda im: im // 2, view_h=lambda im: im)
@@ -102,7 +96,7 @@ def test_two_view_dataset(tmp_path):
         TwoViewDataset(TrainRecordDataset(tmp_path / "train.rec"), lambda x: x, lambda x: x)[0]
 
 
-def test_list_and_folder_datasets(tmp_path):
+def test_list_and_folder_datasets(tmp_path, solid):
     for name, colour in (("b_red", RED), ("a_blue", BLUE)):
         (tmp_path / "root" / name).mkdir(parents=True)
         for i in range(2):
@@ -121,7 +115,7 @@ def test_list_and_folder_datasets(tmp_path):
         ListDataset([tmp_path / "bad.jpg"])[0]
 
 
-def test_bin_pairs_dataset(tmp_path):
+def test_bin_pairs_dataset(tmp_path, solid):
     write_bin(tmp_path / "lfw.bin", [png(solid(BLUE)), png(solid(RED)), b"junk", png(solid(RED))], [True, False])
     ds = BinPairsDataset(tmp_path / "lfw.bin")
     assert len(ds) == 4 and ds.issame == [True, False]
@@ -135,7 +129,7 @@ def test_bin_pairs_dataset(tmp_path):
         BinPairsDataset(tmp_path / "bad.bin")
 
 
-def test_make_rec_output_is_readable_by_train_dataset(tmp_path):
+def test_make_rec_output_is_readable_by_train_dataset(tmp_path, solid):
     for i in range(3):
         cv2.imwrite(str(tmp_path / f"{i}.png"), solid(BLUE))
     make_rec([tmp_path / f"{i}.png" for i in range(3)], tmp_path, lab_func=lambda p: 4, progress=False)
@@ -143,7 +137,7 @@ def test_make_rec_output_is_readable_by_train_dataset(tmp_path):
     assert ds.labels.tolist() == [4, 4, 4] and ds[2][0][0].float().mean() > 200
 
 
-def test_train_dataset_labels_without_identity_records(tmp_path):
+def test_train_dataset_labels_without_identity_records(tmp_path, solid):
     # header0 announcing no identity records: labels come from scanning every image header instead.
     idx, rec = tmp_path / "t.idx", tmp_path / "t.rec"
     with recordio.MXIndexedRecordIO(idx, rec, "w") as w:
