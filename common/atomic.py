@@ -37,8 +37,9 @@ def _umask() -> int:
     return umask
 
 
-_FILE_MODE = 0o666 & ~_umask()
-_DIR_MODE = 0o777 & ~_umask()
+_UMASK = _umask()
+_FILE_MODE = 0o666 & ~_UMASK
+_DIR_MODE = 0o777 & ~_UMASK
 
 
 def pid_alive(pid: int) -> bool:
